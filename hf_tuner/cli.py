@@ -1,0 +1,234 @@
+"""The `hf-tuner` command line: parse, call one function, print, exit. No ML happens here, and
+nothing heavy is imported until a command needs it (`--help` and `recipes list` stay fast)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+import typer
+
+from . import __version__
+from .errors import HfTunerError
+
+app = typer.Typer(
+    name="hf-tuner",
+    help="Fine-tune Hugging Face models from recipes: full training or LoRA, then evaluate and push.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+recipes_app = typer.Typer(help="List, show and copy the bundled recipes.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(recipes_app, name="recipes")
+
+OVERRIDES_HELP = "Dotted overrides typed by the schema, e.g. training.learning_rate=3e-5 method.name=lora"
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn every failure into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except HfTunerError as exc:
+            from .secrets import redact
+
+            fail(redact(str(exc)), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if os.environ.get("HF_TUNER_DEBUG"):
+                raise
+            from .secrets import redact
+
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fail(f"{type(exc).__name__}: {redact(text)} (set HF_TUNER_DEBUG=1 to see the traceback)", 1)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hf-tuner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Fine-tune Hugging Face models from recipes."""
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+@recipes_app.command("list")
+@handle_errors
+def recipes_list() -> None:
+    """List the bundled recipes: name, task, method, description."""
+    from .recipes import list_recipes
+
+    infos = list_recipes()
+    width = max((len(r.name) for r in infos), default=4)
+    twidth = max((len(r.task) for r in infos), default=4)
+    typer.echo(f"{'NAME'.ljust(width)}  {'TASK'.ljust(twidth)}  METHOD  DESCRIPTION")
+    for r in infos:
+        typer.echo(f"{r.name.ljust(width)}  {r.task.ljust(twidth)}  {r.method.ljust(6)}  {r.description}")
+
+
+@recipes_app.command("show")
+@handle_errors
+def recipes_show(name: str = typer.Argument(..., help="Recipe name or YAML path.")) -> None:
+    """Print a recipe's YAML."""
+    from .recipes import resolve_recipe
+
+    typer.echo(resolve_recipe(name).read_text(encoding="utf-8"), nl=False)
+
+
+@recipes_app.command("copy")
+@handle_errors
+def recipes_copy(
+    name: str = typer.Argument(..., help="Bundled recipe name."),
+    dest: str = typer.Argument(..., help="File or folder to copy it to."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DEST if it exists."),
+) -> None:
+    """Copy a bundled recipe to DEST as a starting point to edit."""
+    from .recipes import copy_recipe
+
+    typer.echo(f"wrote {copy_recipe(name, dest, force)}")
+
+
+# ----------------------------------------------------------------------------- validate / train
+
+
+@app.command()
+@handle_errors
+def validate(
+    recipe: str = typer.Argument(..., help="Bundled recipe name or path to a YAML recipe."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Check a recipe and its data without training, and print what would run."""
+    from .config import load_config
+    from .run import describe, plan
+
+    cfg = load_config(recipe, overrides or [])
+    facts = describe(plan(cfg))
+    typer.echo("recipe OK")
+    _print_facts(facts)
+
+
+@app.command()
+@handle_errors
+def train(
+    recipe: str = typer.Argument(..., help="Bundled recipe name or path to a YAML recipe."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: the recipe's output_dir, else runs/RECIPE)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in the output folder."),
+) -> None:
+    """Fine-tune as a recipe says and write a run folder."""
+    from pathlib import Path
+
+    from .config import load_config
+    from .recipes import resolve_recipe
+    from .run import train as run_train
+
+    cfg = load_config(recipe, overrides or [])
+    name = Path(resolve_recipe(recipe)).stem
+    summary = run_train(cfg, name, output_dir, overwrite, argv=sys.argv[1:], on_status=lambda m: typer.echo(m, err=True))
+    _print_summary(summary)
+
+
+@app.command()
+@handle_errors
+def predict(
+    run_dir: str = typer.Argument(..., help="A run folder written by `hf-tuner train`."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Texts (or image paths) to run the model on."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read inputs from this file, one per line."),
+    top_k: int = typer.Option(3, "--top-k", help="Classification: how many labels to show."),
+    max_new_tokens: int = typer.Option(50, "--max-new-tokens", help="Generation: tokens to generate."),
+    do_sample: bool = typer.Option(False, "--sample/--greedy", help="Generation: sample instead of greedy/beam decoding."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Generation: sampling temperature."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Generation: nucleus sampling."),
+    num_beams: int = typer.Option(1, "--num-beams", help="Generation: beam search width."),
+    seed: int = typer.Option(0, "--seed", help="Generation: random seed for sampling."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input."),
+) -> None:
+    """Run a trained model on inputs: generate text, or classify texts/images."""
+    from .errors import ConfigError
+    from .predict import predict as run_predict
+
+    items = list(inputs or [])
+    if file:
+        from pathlib import Path
+
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"input file not found: {file}")
+        items += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not items:
+        raise ConfigError("nothing to predict: give inputs as arguments or --file FILE")
+    results = run_predict(run_dir, items, top_k=top_k, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                          temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed)
+    for r in results:
+        if as_json:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+        elif "top" in r:
+            typer.echo(f"{r['input']}\t" + "  ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"]))
+        else:
+            typer.echo(f"{r['input']}\t-> {r['output']}")
+
+
+def _print_facts(facts: dict[str, Any]) -> None:
+    for key, value in facts.items():
+        if key in ("trainable_params", "total_params"):
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        typer.echo(f"  {key:<16} {value}")
+    if "total_params" in facts:
+        t, n = facts["trainable_params"], facts["total_params"]
+        typer.echo(f"  {'parameters':<16} {t:,} trainable of {n:,} ({100 * t / max(n, 1):.2f}%)")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    def fmt(metrics: Optional[dict]) -> str:
+        if not metrics:
+            return "-"
+        return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+    train_info = s.get("train", {})
+    typer.echo("")
+    typer.echo(f"Run finished: {s['output_dir']}")
+    typer.echo(f"  task/method      {s['task']} / {s['method']}  ({s['model']})")
+    typer.echo(f"  rows             {json.dumps(s['rows'])}")
+    typer.echo(f"  parameters       {s['trainable_params']:,} trainable of {s['total_params']:,}")
+    typer.echo(f"  training         {train_info.get('runtime_s')} s, {train_info.get('samples_per_second')} samples/s, "
+               f"{train_info.get('global_steps')} steps on {s.get('device')} ({s.get('precision')})")
+    if s.get("metrics_before"):
+        typer.echo(f"  before training  {fmt(s['metrics_before'])}")
+    typer.echo(f"  after training   {fmt(s.get('metrics'))}")
+    if s.get("test_metrics"):
+        typer.echo(f"  test             {fmt(s['test_metrics'])}")
+    typer.echo(f"  load it          from_pretrained({s['output_dir']!r})")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,305 @@
+"""Data: load local files, image folders, `packaged:` sets or Hub data sets; check columns; encode
+labels; make the validation split; limit rows; tokenise once and cache the result."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .config import DataConfig
+from .errors import DataError, listing
+from .packaged import cache_root, is_packaged, resolve_dataset
+
+FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class Splits:
+    """The splits a run uses (train, validation, optional test) and where each came from."""
+
+    train: Any
+    validation: Any
+    test: Any = None
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def items(self):
+        return [(n, d) for n, d in (("train", self.train), ("validation", self.validation), ("test", self.test)) if d is not None]
+
+    def map(self, fn: Callable[[str, Any], Any]) -> "Splits":
+        """Apply fn(split_name, dataset) to every split."""
+        out = Splits(None, None, None, dict(self.sources), list(self.notes))
+        for name, ds in self.items():
+            setattr(out, name, fn(name, ds))
+        return out
+
+    def rows(self) -> dict[str, int]:
+        return {name: len(ds) for name, ds in self.items()}
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_BUILDERS or Path(spec).expanduser().exists()
+
+
+def load_source(spec: str, cfg: DataConfig, split: Optional[str]):
+    """One data source -> a `datasets.Dataset` (split given) or `DatasetDict` (split None, Hub only)."""
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    label = spec
+    if is_packaged(spec):
+        spec = resolve_dataset(spec)
+    if _looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise DataError(f"data file not found: {label}")
+        if path.is_dir():
+            return _load_folder(path, label)
+        builder = FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise DataError(f"cannot read {label}: use .csv, .tsv, .json, .jsonl or .parquet (or a folder of images)")
+        kwargs: dict[str, Any] = {}
+        if path.suffix.lower() == ".tsv":
+            kwargs["delimiter"] = "\t"
+        if builder == "csv" and cfg.encoding:
+            kwargs["encoding"] = cfg.encoding
+        try:
+            return datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
+        except Exception as exc:  # pyarrow/pandas parse errors come in many types
+            raise DataError(f"cannot read {label}: {_first_line(exc)}") from None
+    return _load_hub(spec, cfg, split)
+
+
+def _load_folder(path: Path, label: str):
+    import datasets
+
+    images = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")]
+    if not images:
+        raise DataError(f"folder {label} holds no images: an image folder has one sub-folder of images per class")
+    try:
+        return datasets.load_dataset("imagefolder", data_dir=str(path.resolve()), split="train")
+    except Exception as exc:
+        raise DataError(f"cannot read image folder {label}: {_first_line(exc)}") from None
+
+
+def _load_hub(name: str, cfg: DataConfig, split: Optional[str]):
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, cfg.config_name, split=split, revision=cfg.revision)
+    except ValueError as exc:
+        text = _first_line(exc)
+        if "split" in text.lower() or "Unknown split" in text:
+            raise DataError(f"data set '{name}' has no split '{split}': {text}") from None
+        raise DataError(f"cannot load data set '{name}': {text}") from None
+    except Exception as exc:
+        import os
+
+        if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise DataError(
+                f"cannot load data set '{name}' from the Hub: offline mode is on and it is not cached "
+                "(use a local file, or packaged:NAME)"
+            ) from None
+        raise DataError(f"cannot load data set '{name}': {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """The train split and any validation/test split the recipe names (see `finish_splits`)."""
+    train = load_source(cfg.train, cfg, cfg.train_split)
+    sources = {"train": cfg.train}
+    notes: list[str] = []
+    validation = test = None
+    if cfg.validation:
+        validation = load_source(cfg.validation, cfg, cfg.validation_split or "validation")
+        sources["validation"] = cfg.validation
+    elif cfg.validation_split:
+        validation = load_source(cfg.train, cfg, cfg.validation_split)
+        sources["validation"] = f"{cfg.train} [{cfg.validation_split}]"
+    if cfg.test:
+        test = load_source(cfg.test, cfg, cfg.test_split or "test")
+        sources["test"] = cfg.test
+    elif cfg.test_split:
+        test = load_source(cfg.train, cfg, cfg.test_split)
+        sources["test"] = f"{cfg.train} [{cfg.test_split}]"
+    check_not_empty(train, "train", cfg.train)
+    return Splits(train, validation, test, sources, notes)
+
+
+def finish_splits(splits: Splits, cfg: DataConfig, seed: int, stratify: Optional[str] = None) -> Splits:
+    """Cut validation (and test, with `data.test_size`) from train where missing; apply row limits."""
+    if splits.test is None and cfg.test_size:
+        splits.train, splits.test = split_off(splits.train, cfg.test_size, seed, stratify)
+        splits.sources["test"] = f"{int(cfg.test_size * 100)}% of train (seed {seed})"
+    if splits.validation is None:
+        splits.train, splits.validation = split_off(splits.train, cfg.validation_size, seed, stratify)
+        splits.sources["validation"] = f"{int(cfg.validation_size * 100)}% of train (seed {seed})"
+    splits.train = limit_rows(splits.train, cfg.max_train_samples, seed)
+    splits.validation = limit_rows(splits.validation, cfg.max_eval_samples, seed)
+    if splits.test is not None:
+        splits.test = limit_rows(splits.test, cfg.max_eval_samples, seed)
+    for name, ds in splits.items():
+        check_not_empty(ds, name, splits.sources.get(name, name))
+    return splits
+
+
+def split_off(ds, fraction: float, seed: int, stratify: Optional[str] = None):
+    """(rest, held_out) with `fraction` of the rows held out, seeded and optionally stratified."""
+    if len(ds) < 2:
+        raise DataError(f"the training data has {len(ds)} row(s): too few to split off a validation set")
+    try:
+        parts = ds.train_test_split(test_size=fraction, seed=seed, stratify_by_column=stratify)
+    except ValueError:  # a class too small to stratify: fall back to a plain seeded split
+        parts = ds.train_test_split(test_size=fraction, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def limit_rows(ds, n: Optional[int], seed: int):
+    """A seeded random subset of `n` rows (all rows when n is None or larger)."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n)).flatten_indices()
+
+
+def check_not_empty(ds, split: str, source: str) -> None:
+    if len(ds) == 0:
+        raise DataError(f"the {split} data ({source}) is empty")
+
+
+def require_columns(ds, columns: list[Optional[str]], split: str, source: str, keys: Optional[list[str]] = None) -> None:
+    """Fail with the list of existing columns when a needed column is missing."""
+    for i, col in enumerate(columns):
+        if col is None:
+            continue
+        if col not in ds.column_names:
+            key = f" (set data.{keys[i]})" if keys else ""
+            raise DataError(f"column '{col}' not found in the {split} data ({source}); columns are: {listing(ds.column_names)}{key}")
+
+
+def require_text(ds, column: str, split: str) -> None:
+    """Every row of a text column must be a non-empty string."""
+    values = ds[column]
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v):
+            raise DataError(f"text column '{column}' has a missing value in the {split} data (row {i}): drop or fill such rows")
+
+
+# ------------------------------------------------------------------------- labels
+
+
+def encode_labels(splits: Splits, column: str, wanted: Optional[list[str]]) -> tuple[Splits, list[str]]:
+    """Map the label column of every split to integer ids in a `labels` ClassLabel column.
+
+    The label set is `wanted` (rows with other labels are dropped, in that order) or else every label
+    seen in train, sorted (numerically when they are numbers). Missing values, a single class, and
+    evaluation labels unseen in training are errors.
+    """
+    from datasets import ClassLabel
+
+    for name, ds in splits.items():
+        require_columns(ds, [column], name, splits.sources.get(name, name), ["label_column"])
+    train_feature = splits.train.features[column]
+    names_of = train_feature.names if isinstance(train_feature, ClassLabel) else None
+
+    def as_text(values: list) -> list[Optional[str]]:
+        out = []
+        for v in values:
+            if v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()):
+                out.append(None)
+            elif names_of is not None and isinstance(v, int):
+                out.append(names_of[v] if 0 <= v < len(names_of) else None)
+            elif isinstance(v, float) and v.is_integer():
+                out.append(str(int(v)))
+            else:
+                out.append(str(v).strip())
+        return out
+
+    texts = {name: as_text(ds[column]) for name, ds in splits.items()}
+    for name, values in texts.items():
+        missing = [i for i, v in enumerate(values) if v is None]
+        if missing:
+            raise DataError(
+                f"label column '{column}' has {len(missing)} missing value(s) in the {name} data "
+                f"(first at row {missing[0]}): drop or fill those rows"
+            )
+    if wanted:
+        labels = list(wanted)
+        present = set(texts["train"])
+        absent = [l for l in labels if l not in present]
+        if absent:
+            raise DataError(f"data.labels names {absent} but the train labels are: {listing(sorted(present))}")
+    else:
+        seen = set(texts["train"])
+        labels = names_of if names_of and seen <= set(names_of) else sorted(seen, key=_label_sort_key)
+    keep = set(labels)
+    if len(set(texts["train"]) & keep) < 2:
+        only = sorted(set(texts["train"]) & keep)
+        raise DataError(f"only one class ({listing(only)}) in label column '{column}' of the train data: a classifier needs at least two")
+    index = {l: i for i, l in enumerate(labels)}
+    out = Splits(None, None, None, dict(splits.sources), list(splits.notes))
+    feature = ClassLabel(names=labels)
+    for name, ds in splits.items():
+        values = texts[name]
+        if not wanted:
+            unseen = sorted({v for v in values if v not in keep})
+            if unseen:
+                raise DataError(f"the {name} data has label(s) {listing(unseen)} never seen in train (train labels: {listing(labels)})")
+        rows = [i for i, v in enumerate(values) if v in keep]
+        if len(rows) < len(values):
+            out.notes.append(f"{name}: dropped {len(values) - len(rows)} rows whose label is not in data.labels")
+            ds = ds.select(rows)
+            values = [values[i] for i in rows]
+        check_not_empty(ds, name, splits.sources.get(name, name))
+        ids = [index[v] for v in values]
+        if "labels" in ds.column_names and column != "labels":
+            ds = ds.remove_columns("labels")
+        ds = ds.remove_columns(column).add_column("labels", ids).cast_column("labels", feature)
+        setattr(out, name, ds)
+    return out, labels
+
+
+def _label_sort_key(label: str):
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
+
+
+# ------------------------------------------------------------------------- cached preprocessing
+
+
+def fingerprint(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(repr(p).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A stable hash of a tokenizer's full definition (vocab, merges, special tokens, settings)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return fingerprint(text, tokenizer.padding_side, getattr(tokenizer, "truncation_side", None), str(tokenizer.special_tokens_map))
+
+
+def cached_map(ds, fn: Callable, key: str, desc: str, remove_columns: Optional[list[str]] = None, batched: bool = True):
+    """`ds.map(fn)` whose result is kept in the hf-tuner cache under a hash of the input data's
+    fingerprint and `key` (which must describe everything fn depends on): a second run with the
+    same data and settings reads the result instead of recomputing it. Returns (dataset, was_cached)."""
+    folder = cache_root() / "preprocessed"
+    folder.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(ds._fingerprint, key, len(ds))
+    path = folder / f"{fp}.arrow"
+    hit = path.is_file()
+    out = ds.map(
+        fn, batched=batched, remove_columns=remove_columns, cache_file_name=str(path),
+        load_from_cache_file=True, new_fingerprint=fp, desc=desc,
+    )
+    return out, hit

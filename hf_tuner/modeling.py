@@ -1,0 +1,293 @@
+"""Models and tokenizers: load from the Hub / a folder / `packaged:`, build from scratch, train a
+tokenizer, switch LoRA on, count parameters, save a run's model and load it back."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from .config import LoraConfig, ModelConfig, RunConfig
+from .errors import ConfigError, HfTunerError, did_you_mean, listing
+from .packaged import is_packaged, resolve_model
+
+# LoRA target modules per model_type (peft 0.21 / transformers 5 module names).
+LORA_TARGETS: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "electra": ["query", "value"],
+    "camembert": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "gpt2": ["c_attn"],
+    "gpt_neox": ["query_key_value"],
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "bart": ["q_proj", "v_proj"],
+    "mbart": ["q_proj", "v_proj"],
+    "marian": ["q_proj", "v_proj"],
+    "pegasus": ["q_proj", "v_proj"],
+    "t5": ["q", "v"],
+    "vit": ["q_proj", "v_proj"],
+    "deit": ["q_proj", "v_proj"],
+}
+ADAPTER_DIR = "adapter"
+
+
+def model_source(cfg: ModelConfig) -> str:
+    """The folder or Hub id to load from (packaged names resolved), checked for obvious mistakes."""
+    name = resolve_model(cfg.name_or_path) if is_packaged(cfg.name_or_path) else cfg.name_or_path
+    assert name is not None
+    path = Path(name).expanduser()
+    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
+    if looks_local:
+        if not path.exists():
+            raise ConfigError(f"model path does not exist: {name} (model.name_or_path takes a folder, a Hub id or packaged:NAME)")
+        if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise ConfigError(f"{name} is not a model folder: it has no config.json")
+        return str(path.resolve())
+    return name
+
+
+def describe_load_error(name: str, exc: BaseException) -> HfTunerError:
+    """Turn transformers' long load failures into one line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and "/" in name:
+        return HfTunerError(f"cannot load '{name}' from the Hub: offline mode (HF_HUB_OFFLINE=1) and it is not in the local cache", 2)
+    return HfTunerError(f"cannot load model '{name}': {text}", 2)
+
+
+def load_config_for(cfg: ModelConfig, **config_kwargs: Any):
+    """AutoConfig of the model: from its folder/Hub id, or built from `model.from_scratch`."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if cfg.from_scratch is not None:
+        model_type = cfg.from_scratch.model_type
+        if model_type not in CONFIG_MAPPING:
+            raise ConfigError(f"unknown model.from_scratch.model_type '{model_type}'{did_you_mean(model_type, CONFIG_MAPPING.keys())}")
+        config = AutoConfig.for_model(model_type)
+        for key, value in {**cfg.from_scratch.overrides(), **config_kwargs}.items():
+            if not hasattr(config, key) and key not in config_kwargs:
+                raise ConfigError(f"model.from_scratch.{key} is not a {model_type} config value{did_you_mean(key, config.to_dict())}")
+            setattr(config, key, value)
+        return config
+    name = model_source(cfg)
+    try:
+        return AutoConfig.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **config_kwargs)
+    except (OSError, ValueError) as exc:
+        raise describe_load_error(name, exc) from None
+
+
+def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None):
+    """Instantiate `auto_class` (e.g. AutoModelForSequenceClassification) with pretrained weights
+    when the recipe names a checkpoint, or freshly initialised for `from_scratch`."""
+    if cfg.from_scratch is not None:
+        return auto_class.from_config(config)
+    name = model_source(cfg)
+    try:
+        return auto_class.from_pretrained(
+            name, config=config, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+            **({"dtype": dtype} if dtype is not None else {}),
+        )
+    except (OSError, ValueError) as exc:
+        raise describe_load_error(name, exc) from None
+
+
+def load_tokenizer(cfg: ModelConfig, texts: Optional[Iterable[str]] = None, kind: str = "causal"):
+    """The tokenizer of the model, another named one, or one trained on `texts`."""
+    from transformers import AutoTokenizer
+
+    tok_cfg = cfg.tokenizer
+    if tok_cfg is not None and tok_cfg.train:
+        if texts is None:
+            raise HfTunerError("internal: tokenizer training needs the training texts")
+        return train_tokenizer(texts, tok_cfg.type, tok_cfg.vocab_size, tok_cfg.min_frequency, kind)
+    if tok_cfg is not None and tok_cfg.name_or_path:
+        name = resolve_model(tok_cfg.name_or_path)
+    else:
+        name = model_source(cfg)
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise describe_load_error(name, exc) from None
+
+
+def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_frequency: int = 2, model_kind: str = "causal"):
+    """Train a tokenizer with the `tokenizers` library and wrap it as a PreTrainedTokenizerFast.
+
+    `byte-level-bpe` (GPT-2 / BART style, no unknown tokens) or `wordpiece` (BERT style).
+    `model_kind` picks the special tokens: "causal" (GPT-2: one <|endoftext|> used as bos/eos/pad),
+    "seq2seq" (BART: <s> <pad> </s> <unk> <mask>) or "encoder" (BERT: [PAD] [UNK] [CLS] [SEP] [MASK]).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if kind == "wordpiece" or model_kind == "encoder":
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
+        tok.train_from_iterator(texts, trainer=trainer)
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+            sep_token="[SEP]", mask_token="[MASK]",
+        )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    if model_kind == "seq2seq":
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    else:
+        specials = ["<|endoftext|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    if model_kind == "seq2seq":
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+            unk_token="<unk>", mask_token="<mask>",
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+    )
+
+
+def apply_lora(model: Any, lora: LoraConfig, task_type: Optional[str], modules_to_save: Optional[list[str]] = None):
+    """Wrap `model` in a peft LoRA model; defaults for target modules come from LORA_TARGETS."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    model_type = getattr(model.config, "model_type", "")
+    targets = lora.target_modules or LORA_TARGETS.get(model_type) or "all-linear"
+    save = list(lora.modules_to_save or []) + [m for m in (modules_to_save or []) if m not in (lora.modules_to_save or [])]
+    peft_config = PeftLoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+        bias=lora.bias, task_type=task_type, modules_to_save=save or None,
+    )
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as exc:
+        if "not found in the base model" in str(exc) or "Target modules" in str(exc):
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if _is_linear(m)})
+            raise ConfigError(
+                f"LoRA target modules {targets} match nothing in this {model_type or 'model'}; "
+                f"its linear layers are: {listing(names)} (or use method.lora.target_modules=all-linear)"
+            ) from None
+        raise
+
+
+def _is_linear(module: Any) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = total = 0
+    for p in model.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total
+
+
+def is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+
+
+def save_model(model: Any, processing_class: Any, run_dir: Path, save_merged: bool = True) -> dict[str, str]:
+    """Save a trained model into `run_dir` so `from_pretrained(run_dir)` works.
+
+    LoRA: the adapter goes to `run_dir/adapter/` (with its base model path absolute) and, when
+    `save_merged`, the merged full model to `run_dir/`. Returns {"model": ..., "adapter": ...} paths.
+    """
+    saved: dict[str, str] = {}
+    if is_peft(model):
+        adapter_dir = run_dir / ADAPTER_DIR
+        model.save_pretrained(adapter_dir)
+        _absolute_base_path(adapter_dir)
+        if processing_class is not None:
+            processing_class.save_pretrained(adapter_dir)
+        saved["adapter"] = str(adapter_dir)
+        if save_merged:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(run_dir)
+            saved["model"] = str(run_dir)
+    else:
+        model.save_pretrained(run_dir)
+        saved["model"] = str(run_dir)
+    if processing_class is not None:
+        processing_class.save_pretrained(run_dir)
+    return saved
+
+
+def _absolute_base_path(adapter_dir: Path) -> None:
+    path = adapter_dir / "adapter_config.json"
+    data = json.loads(path.read_text())
+    base = data.get("base_model_name_or_path")
+    if base and Path(base).exists():
+        data["base_model_name_or_path"] = str(Path(base).resolve())
+        path.write_text(json.dumps(data, indent=2))
+
+
+def load_trained(auto_class: Any, run_dir: Path, adapter: bool = False):
+    """Load a run's model: the full (merged) model at the root, or base + adapter with `adapter=True`
+    (also used when a LoRA run saved no merged copy)."""
+    run_dir = Path(run_dir)
+    has_full = (run_dir / "config.json").is_file() and any(run_dir.glob("*.safetensors"))
+    if adapter or not has_full:
+        adapter_dir = run_dir / ADAPTER_DIR if (run_dir / ADAPTER_DIR).is_dir() else run_dir
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise ConfigError(f"{run_dir} holds no model: no config.json with weights and no LoRA adapter")
+        from peft import PeftModel
+
+        config = json.loads((adapter_dir / "adapter_config.json").read_text())
+        base_name = config["base_model_name_or_path"]
+        base_kwargs = {}
+        if (run_dir / "config.json").is_file():  # the run's config carries num_labels / id2label
+            from transformers import AutoConfig
+
+            base_kwargs["config"] = AutoConfig.from_pretrained(run_dir)
+        base = auto_class.from_pretrained(base_name, **base_kwargs)
+        return PeftModel.from_pretrained(base, adapter_dir)
+    return auto_class.from_pretrained(run_dir)
+
+
+def choose_precision(cfg: RunConfig) -> dict[str, bool]:
+    """bf16/fp16 flags from the recipe where set, else from the hardware (bf16 on GPUs that have
+    it, fp16 on older GPUs, full precision on CPU)."""
+    import torch
+
+    cuda = torch.cuda.is_available() and not cfg.training.use_cpu
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    bf16, fp16 = cfg.training.bf16, cfg.training.fp16
+    if fp16 and not cuda:
+        raise ConfigError("training.fp16=true needs a CUDA GPU and none is in use: remove it or set training.fp16=false")
+    if bf16 and not bf16_ok:
+        if cuda:
+            raise ConfigError("training.bf16=true but this GPU has no bf16 support: use training.fp16=true instead")
+        raise ConfigError("training.bf16=true but training runs on the CPU: remove it or set training.bf16=false")
+    if bf16 is None and fp16 is None:
+        return {"bf16": bool(bf16_ok), "fp16": bool(cuda and not bf16_ok)}
+    return {"bf16": bool(bf16), "fp16": bool(fp16)}

