@@ -224,7 +224,7 @@ def _evaluate(trainer: Any, task: Any, features: Any, split: str) -> dict[str, f
     raw = trainer.evaluate(eval_dataset=ds, metric_key_prefix=split)
     prefix = f"{split}_"
     metrics = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
-    metrics = {k: v for k, v in metrics.items() if k not in ("runtime", "samples_per_second", "steps_per_second")}
+    metrics = {k: v for k, v in metrics.items() if k not in ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")}
     metrics.update(task.extra_metrics(trainer, features, split))
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 
