@@ -65,9 +65,13 @@ def load_source(spec: str, cfg: DataConfig, split: Optional[str]):
             kwargs["delimiter"] = "\t"
         if builder == "csv" and cfg.encoding:
             kwargs["encoding"] = cfg.encoding
+        if path.stat().st_size == 0:
+            raise DataError(f"the data file {label} is empty")
         try:
             return datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
         except Exception as exc:  # pyarrow/pandas parse errors come in many types
+            if "corresponds to no data" in str(exc):  # a header and no rows
+                raise DataError(f"the data file {label} is empty (no rows)") from None
             raise DataError(f"cannot read {label}: {_first_line(exc)}") from None
     return _load_hub(spec, cfg, split)
 
@@ -284,8 +288,17 @@ def fingerprint(*parts: Any) -> str:
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A stable hash of a tokenizer's full definition (vocab, merges, special tokens, settings)."""
+    import json
+
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        # truncation/padding are call-time state the tokenizer keeps from its last call: not part of it
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+        text = json.dumps(definition, sort_keys=True)
+    else:
+        text = repr(sorted(tokenizer.get_vocab().items()))
     return fingerprint(text, tokenizer.padding_side, getattr(tokenizer, "truncation_side", None), str(tokenizer.special_tokens_map))
 
 

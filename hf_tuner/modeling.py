@@ -186,8 +186,9 @@ def apply_lora(model: Any, lora: LoraConfig, task_type: Optional[str], modules_t
     )
     try:
         return get_peft_model(model, peft_config)
-    except ValueError as exc:
-        if "not found in the base model" in str(exc) or "Target modules" in str(exc):
+    except Exception as exc:  # peft raises ValueError or NoMatchingPeftModuleError, depending on the case
+        text = str(exc)
+        if type(exc).__name__ == "NoMatchingPeftModuleError" or "not found in the base model" in text or "Target modules" in text:
             names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if _is_linear(m)})
             raise ConfigError(
                 f"LoRA target modules {targets} match nothing in this {model_type or 'model'}; "

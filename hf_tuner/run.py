@@ -41,10 +41,11 @@ class Plan:
 
 def plan(cfg: RunConfig) -> Plan:
     """Load data and model as the recipe says and check them, without training."""
-    from .modeling import count_parameters
+    from .modeling import choose_precision, count_parameters
     from .tasks import get_task
 
     _quiet_libraries()
+    choose_precision(cfg)  # fail on impossible precision settings before loading anything
     _seed(cfg.training.seed)
     task = get_task(cfg.task)(cfg)
     splits = task.load_data()
@@ -129,6 +130,9 @@ def training_arguments(cfg: RunConfig, task: Any, out: Path) -> Any:
 def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, overwrite: bool = False,
           argv: Optional[list[str]] = None, on_status=print) -> dict[str, Any]:
     """Train as the recipe says; return the run's summary (also written to summary.json)."""
+    from .modeling import choose_precision
+
+    choose_precision(cfg)
     out = Path(output_dir) if output_dir else default_output_dir(cfg, recipe_name)
     staging = prepare_output_dir(out, overwrite)
     started = time.time()

@@ -1,0 +1,121 @@
+"""Recipe schema, overrides and recipe lookup (no training, no torch)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from hf_tuner.config import (
+    TRAINING_ARGUMENT_NAMES,
+    apply_overrides,
+    build_config,
+    load_config,
+    parse_overrides,
+)
+from hf_tuner.errors import ConfigError
+from hf_tuner.recipes import copy_recipe, list_recipes, resolve_recipe
+
+MINIMAL = {"task": "text-classification", "model": {"name_or_path": "m"}, "data": {"train": "t.csv"}}
+
+
+def test_training_argument_names_match_installed_transformers():
+    from transformers import Seq2SeqTrainingArguments
+
+    installed = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    assert TRAINING_ARGUMENT_NAMES == installed
+
+
+def test_overrides_are_parsed_as_yaml_and_typed_by_the_schema():
+    data = apply_overrides(MINIMAL, [
+        "training.learning_rate=3e-5", "method.name=lora", "method.lora.target_modules=[query,value]",
+        "training.num_train_epochs=2", "data.labels=[neg, pos]", "training.bf16=false",
+    ])
+    cfg = build_config(data)
+    assert cfg.training.learning_rate == pytest.approx(3e-5)
+    assert cfg.method.name == "lora"
+    assert cfg.method.lora.target_modules == ["query", "value"]
+    assert cfg.training.num_train_epochs == 2.0
+    assert cfg.data.labels == ["neg", "pos"]
+    assert cfg.training.bf16 is False
+    assert "training" not in MINIMAL  # the input dict is not modified
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_overrides(["training.learning_rate"])
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'data.text_colum'.*did you mean 'text_column'"):
+        build_config({**MINIMAL, "data": {"train": "t.csv", "text_colum": "x"}})
+    with pytest.raises(ConfigError, match=r"unknown key 'modle'.*did you mean 'model'"):
+        build_config({**MINIMAL, "modle": {}})
+
+
+def test_unknown_training_argument_suggests_the_right_one():
+    with pytest.raises(ConfigError, match=r"'learning_rat' is not a TrainingArguments name \(did you mean 'learning_rate'"):
+        build_config({**MINIMAL, "training": {"learning_rat": 1e-4}})
+
+
+def test_passthrough_training_argument_is_accepted():
+    cfg = build_config({**MINIMAL, "training": {"adam_beta2": 0.98, "label_smoothing_factor": 0.1}})
+    assert cfg.training.model_dump()["adam_beta2"] == 0.98
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("evaluation_strategy", "eval_strategy"), ("no_cuda", "use_cpu"), ("hub_token", "HF_TOKEN"),
+    ("output_dir", "output_dir"),
+])
+def test_renamed_and_owned_training_keys_point_to_the_new_place(key, hint):
+    with pytest.raises(ConfigError, match=hint):
+        build_config({**MINIMAL, "training": {key: "x"}})
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"'training.num_train_epochs' has a bad value 'many'"):
+        build_config({**MINIMAL, "training": {"num_train_epochs": "many"}})
+    with pytest.raises(ConfigError, match=r"'method.name' cannot be 'qlora'"):
+        build_config({**MINIMAL, "method": {"name": "qlora"}})
+
+
+def test_model_needs_exactly_one_source():
+    with pytest.raises(ConfigError, match="exactly one of model.name_or_path"):
+        build_config({**MINIMAL, "model": {}})
+
+
+def test_push_needs_a_repo_id():
+    with pytest.raises(ConfigError, match="hub.repo_id"):
+        build_config({**MINIMAL, "hub": {"push": True}})
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: text-classification\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"malformed YAML in .*bad.yaml at line"):
+        load_config(str(path))
+
+
+def test_missing_recipe_suggests_a_bundled_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"no recipe named 'quickstar' \(did you mean 'quickstart'"):
+        resolve_recipe("quickstar")
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        resolve_recipe(str(tmp_path / "nope.yaml"))
+
+
+def test_every_bundled_recipe_is_valid():
+    infos = list_recipes()
+    names = {r.name for r in infos}
+    assert {"quickstart", "quickstart-lora", "bert-sst2", "bert-sst2-lora"} <= names
+    for info in infos:
+        cfg = load_config(str(info.path))
+        assert cfg.task == info.task and cfg.method.name == info.method
+        assert info.description, f"{info.name} has no description"
+
+
+def test_copy_recipe_refuses_to_overwrite(tmp_path):
+    dest = copy_recipe("quickstart", str(tmp_path))
+    assert yaml.safe_load(dest.read_text())["task"] == "text-classification"
+    with pytest.raises(ConfigError, match="already exists"):
+        copy_recipe("quickstart", str(dest))
+    copy_recipe("quickstart", str(dest), force=True)
