@@ -149,6 +149,10 @@ def train(
     name = Path(resolve_recipe(recipe)).stem
     summary = run_train(cfg, name, output_dir, overwrite, argv=sys.argv[1:], on_status=lambda m: typer.echo(m, err=True))
     _print_summary(summary)
+    if cfg.hub.push and os.environ.get("RANK", "0") == "0":
+        from .hub import push_after_training
+
+        typer.echo(f"  pushed to        {push_after_training(summary['output_dir'], cfg, on_status=lambda m: typer.echo(m, err=True))}")
 
 
 @app.command()
@@ -189,6 +193,82 @@ def predict(
             typer.echo(f"{r['input']}\t" + "  ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"]))
         else:
             typer.echo(f"{r['input']}\t-> {r['output']}")
+
+
+@app.command("eval")
+@handle_errors
+def eval_command(
+    model: Optional[str] = typer.Argument(None, help="A run folder, or any model folder / Hub model id (then give --task)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Data file / folder / Hub data set id (with --benchmark: a local copy of it)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split: of a Hub data set, or a run's own 'validation' (default) / 'test'."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help="A named benchmark (see --list-benchmarks)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Task of a model that is not a run folder."),
+    column: Optional[List[str]] = typer.Option(None, "--column", "-c", help="Column mapping as recipe data keys, e.g. text_column=sentence (repeatable)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Results JSON (default: RUN/eval/NAME.json)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Evaluate on at most N rows (seeded sample)."),
+    harness: Optional[str] = typer.Option(None, "--harness", help="Causal LMs: lm-evaluation-harness tasks, comma-separated."),
+    harness_include: Optional[str] = typer.Option(None, "--harness-include", help="Folder of local lm-eval task YAMLs."),
+    list_benchmarks: bool = typer.Option(False, "--list-benchmarks", help="List the named benchmarks and exit."),
+) -> None:
+    """Evaluate a trained model on a data set or named benchmark; results go to JSON and the run's card."""
+    from .errors import ConfigError
+
+    if list_benchmarks:
+        from .benchmarks import BENCHMARKS
+
+        width = max(len(b.name) for b in BENCHMARKS)
+        typer.echo(f"{'NAME'.ljust(width)}  {'TASK'.ljust(20)}  {'DATA SET'.ljust(36)}  SPLIT       DESCRIPTION")
+        for b in BENCHMARKS:
+            ds = b.dataset + (f" ({b.config})" if b.config else "")
+            typer.echo(f"{b.name.ljust(width)}  {b.task.ljust(20)}  {ds.ljust(36)}  {b.split.ljust(10)}  {b.description}")
+        return
+    if not model:
+        raise ConfigError("missing MODEL: give a run folder or a model (or --list-benchmarks)")
+    status = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if harness:
+        from .evaluation import run_harness
+
+        res = run_harness(model, harness, harness_include, batch_size, max_samples, output, task, on_status=status)
+        for name, entry in res["harness"].items():
+            typer.echo(f"{name}: " + "  ".join(f"{k}={v:.4f}" for k, v in entry["metrics"].items()))
+        if data is None and benchmark is None:
+            if res.get("output"):
+                typer.echo(f"wrote {res['output']}")
+            return
+    from .evaluation import evaluate
+
+    res = evaluate(model, data, split, benchmark, task, column, output, batch_size, max_samples, on_status=status)
+    typer.echo(f"{res['name']} ({res['rows']} rows, {res['runtime_s']} s): "
+               + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in res["metrics"].items()))
+    for label, r in (res.get("per_class") or {}).items():
+        typer.echo(f"  {label:<20} precision={r['precision']:.4f}  recall={r['recall']:.4f}  f1={r['f1']:.4f}  support={r['support']}")
+    if res.get("output"):
+        typer.echo(f"wrote {res['output']}" + (f" and {res['confusion_matrix_png']}" if res.get("confusion_matrix_png") else ""))
+
+
+@app.command()
+@handle_errors
+def push(
+    run_dir: str = typer.Argument(..., help="A run folder written by `hf-tuner train`."),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub repository ORG/NAME (default: the recipe's hub.repo_id)."),
+    private: Optional[bool] = typer.Option(None, "--private/--public", help="Repository visibility (default: the recipe's hub.private, true)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created if missing)."),
+    merge_lora: bool = typer.Option(False, "--merge-lora", help="LoRA: merge base + adapter, check outputs match, upload the merged model."),
+    adapter_only: bool = typer.Option(False, "--adapter-only", help="LoRA: upload only the adapter, tokenizer and card."),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message", "-m", help="Commit message."),
+    token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: $HF_TOKEN or the `hf auth login` cache)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Hub URL (default: $HF_ENDPOINT or https://huggingface.co)."),
+) -> None:
+    """Upload a finished run (model, tokenizer, model card with eval results) to the Hugging Face Hub."""
+    from .errors import ConfigError
+    from .hub import push as run_push
+
+    if merge_lora and adapter_only:
+        raise ConfigError("--merge-lora and --adapter-only exclude each other: pick one")
+    url = run_push(run_dir, repo_id, private, revision, "adapter" if adapter_only else None, merge_lora,
+                   commit_message, token, endpoint, on_status=lambda m: typer.echo(m, err=True))
+    typer.echo(f"pushed {run_dir} to {url}")
 
 
 def _print_facts(facts: dict[str, Any]) -> None:

@@ -1,0 +1,83 @@
+"""Named benchmarks for `hf-tuner eval --benchmark NAME`: a Hub data set, its config and split, which
+columns mean what (recipe `data.*_column` keys), the task it fits and the metrics it reports.
+
+`--data PATH` swaps the Hub source for a local copy of the same data (same columns), so a benchmark
+also runs offline. Nothing here imports torch or datasets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import ConfigError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One named evaluation set."""
+
+    name: str
+    task: str
+    dataset: str  # Hub data set id
+    split: str
+    columns: dict[str, str]  # recipe data keys: {"text_column": "sentence", "label_column": "label"}
+    metrics: tuple[str, ...]
+    description: str
+    config: Optional[str] = None
+    label_names: Optional[tuple[str, ...]] = None  # names of integer labels (a local copy may lack them)
+    flatten: dict[str, str] = field(default_factory=dict)  # nested field -> column, e.g. translation.ro -> source
+
+
+BENCHMARKS: list[Benchmark] = [
+    Benchmark("glue-sst2", "text-classification", "nyu-mll/glue", "validation",
+              {"text_column": "sentence", "label_column": "label"}, ("accuracy", "f1"),
+              "GLUE SST-2 movie-review sentiment, 872 validation sentences", config="sst2",
+              label_names=("negative", "positive")),
+    Benchmark("imdb", "text-classification", "stanfordnlp/imdb", "test",
+              {"text_column": "text", "label_column": "label"}, ("accuracy", "f1"),
+              "IMDB movie reviews, 25,000 test reviews", label_names=("neg", "pos")),
+    Benchmark("ag_news", "text-classification", "fancyzhx/ag_news", "test",
+              {"text_column": "text", "label_column": "label"}, ("accuracy", "f1"),
+              "AG News topic classification, 7,600 test headlines",
+              label_names=("World", "Sports", "Business", "Sci/Tech")),
+    Benchmark("wikitext-2", "causal-lm", "Salesforce/wikitext", "test",
+              {"text_column": "text"}, ("perplexity",),
+              "WikiText-2 (raw) test set, language-model perplexity", config="wikitext-2-raw-v1"),
+    Benchmark("xsum", "seq2seq", "EdinburghNLP/xsum", "test",
+              {"source_column": "document", "target_column": "summary"}, ("rouge1", "rouge2", "rougeL"),
+              "XSum one-sentence news summaries, 11,334 test articles"),
+    Benchmark("cnn_dailymail", "seq2seq", "abisee/cnn_dailymail", "test",
+              {"source_column": "article", "target_column": "highlights"}, ("rouge1", "rouge2", "rougeL"),
+              "CNN/DailyMail news summaries, 11,490 test articles", config="3.0.0"),
+    Benchmark("wmt16-ro-en", "seq2seq", "wmt/wmt16", "test",
+              {"source_column": "source", "target_column": "target"}, ("bleu", "chrf"),
+              "WMT16 Romanian -> English translation, 1,999 test sentences", config="ro-en",
+              flatten={"translation.ro": "source", "translation.en": "target"}),
+    Benchmark("cifar10", "image-classification", "uoft-cs/cifar10", "test",
+              {"image_column": "img", "label_column": "label"}, ("accuracy", "f1"),
+              "CIFAR-10 32x32 images, 10,000 test images",
+              label_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
+    Benchmark("beans", "image-classification", "AI-Lab-Makerere/beans", "test",
+              {"image_column": "image", "label_column": "labels"}, ("accuracy", "f1"),
+              "Bean leaf diseases, 128 test photos",
+              label_names=("angular_leaf_spot", "bean_rust", "healthy")),
+    Benchmark("mnist", "image-classification", "ylecun/mnist", "test",
+              {"image_column": "image", "label_column": "label"}, ("accuracy", "f1"),
+              "MNIST handwritten digits, 10,000 test images",
+              label_names=tuple(str(i) for i in range(10))),
+]
+
+
+def benchmark_names() -> list[str]:
+    return [b.name for b in BENCHMARKS]
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The benchmark called `name`; a one-line error with a did-you-mean otherwise."""
+    for bench in BENCHMARKS:
+        if bench.name == name:
+            return bench
+    raise ConfigError(
+        f"unknown benchmark '{name}'{did_you_mean(name, benchmark_names())}; "
+        f"benchmarks: {', '.join(benchmark_names())} (see hf-tuner eval --list-benchmarks)"
+    )
