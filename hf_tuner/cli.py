@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from typing import Any, Callable, List, Optional
 
 import typer
@@ -137,18 +136,27 @@ def train(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: the recipe's output_dir, else runs/RECIPE)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in the output folder."),
+    num_processes: int = typer.Option(1, "--num-processes", "-n", help="Train in N processes through accelerate (one per GPU; gloo on CPU)."),
 ) -> None:
     """Fine-tune as a recipe says and write a run folder."""
     from pathlib import Path
 
     from .config import load_config
+    from .launch import launch, under_launcher
     from .recipes import resolve_recipe
     from .run import train as run_train
 
-    cfg = load_config(recipe, overrides or [])
+    cfg = load_config(recipe, overrides or [])  # fail on a bad recipe before starting any process
     name = Path(resolve_recipe(recipe)).stem
-    summary = run_train(cfg, name, output_dir, overwrite, argv=sys.argv[1:], on_status=lambda m: typer.echo(m, err=True))
-    _print_summary(summary)
+    argv = ["train", recipe, *(overrides or []), *(["-o", output_dir] if output_dir else []), *(["--overwrite"] if overwrite else [])]
+    if num_processes > 1 and not under_launcher():
+        code = launch(num_processes, argv)
+        if code:
+            raise typer.Exit(code)
+        return
+    summary = run_train(cfg, name, output_dir, overwrite, argv=argv, on_status=lambda m: typer.echo(m, err=True))
+    if os.environ.get("RANK", "0") == "0":  # under a launcher, only the main process reports
+        _print_summary(summary)
     if cfg.hub.push and os.environ.get("RANK", "0") == "0":
         from .hub import push_after_training
 

@@ -116,6 +116,8 @@ def training_arguments(cfg: RunConfig, task: Any, out: Path) -> Any:
 
     values = {**task.extra_training_arguments(), **cfg.training.model_dump(exclude_none=True)}
     values.update(choose_precision(cfg))
+    if not _has_accelerator():
+        values["use_cpu"] = True  # without it, processes under `accelerate launch` on CPU don't join up
     values.setdefault("learning_rate", task.default_learning_rate())
     if values.get("metric_for_best_model") is None and values.get("load_best_model_at_end"):
         values["metric_for_best_model"] = task.primary_metric
@@ -129,12 +131,16 @@ def training_arguments(cfg: RunConfig, task: Any, out: Path) -> Any:
 
 def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, overwrite: bool = False,
           argv: Optional[list[str]] = None, on_status=print) -> dict[str, Any]:
-    """Train as the recipe says; return the run's summary (also written to summary.json)."""
+    """Train as the recipe says; return the run's summary (also written to summary.json).
+
+    Under `accelerate launch` every process runs this; only the main process writes files."""
     from .modeling import choose_precision
 
     choose_precision(cfg)
+    main = _process_state(cfg).is_main_process
     out = Path(output_dir) if output_dir else default_output_dir(cfg, recipe_name)
-    staging = prepare_output_dir(out, overwrite)
+    staging = prepare_output_dir(out, overwrite) if main else out.with_name(out.name + ".incomplete")
+    _process_state(cfg).wait_for_everyone()
     started = time.time()
     summary: dict[str, Any] = {
         "status": "running",
@@ -143,30 +149,51 @@ def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, ov
         "started_at": _now(),
         "output_dir": str(out.resolve()),
     }
-    _write_json(staging / SUMMARY, summary)
-    save_config(cfg, staging / CONFIG)
+    write = _write_json if main else (lambda path, data: None)
+    write(staging / SUMMARY, summary)
+    if main:
+        save_config(cfg, staging / CONFIG)
     try:
-        summary.update(_train_into(cfg, staging, summary, on_status))
+        summary.update(_train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write))
     except BaseException as exc:
         summary.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                        finished_at=_now())
-        _write_json(staging / SUMMARY, summary)
+        write(staging / SUMMARY, summary)
         raise
     summary.update(status="completed", finished_at=_now(), wall_time_s=round(time.time() - started, 1))
-    _write_json(staging / SUMMARY, summary)
-    _replace(staging, out)
+    if main:
+        write(staging / SUMMARY, summary)
+        _replace(staging, out)
+    _process_state(cfg).wait_for_everyone()
     return summary
 
 
-def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_status) -> dict[str, Any]:
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+
+
+def _process_state(cfg: RunConfig) -> Any:
+    """accelerate's view of this process (rank, count). Ask anew each time: the Trainer re-creates
+    the shared state when it sets up devices, so an object kept from before would go stale."""
+    from accelerate import PartialState
+
+    # cpu=True is what TrainingArguments passes without a GPU; it is also what makes several CPU
+    # processes (gloo) see each other
+    return PartialState(cpu=cfg.training.use_cpu or not _has_accelerator())
+
+
+def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_status, main: bool, write) -> dict[str, Any]:
     from .modeling import save_model
 
     on_status(f"Preparing {cfg.task} ({cfg.method.name}) ...")
     p = plan(cfg)
     facts = describe(p)
     summary.update(facts)
-    _write_json(staging / SUMMARY, summary)
-    features = p.task.preprocess(p.splits, p.processing)
+    write(staging / SUMMARY, summary)
+    with _process_state(cfg).main_process_first():  # the main process tokenises and caches; the others read the cache
+        features = p.task.preprocess(p.splits, p.processing)
     args = training_arguments(cfg, p.task, staging)
     trainer = p.task.trainer_class()(
         model=p.model,
@@ -182,6 +209,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
     results: dict[str, Any] = {
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "device": str(args.device),
+        "processes": trainer.accelerator.num_processes,
         "learning_rate": args.learning_rate,
         "tokenised_from_cache": p.task.info.get("tokenised_from_cache"),
     }
@@ -208,15 +236,19 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
         before, after = results["metrics_before"].get(key), results["metrics"].get(key)
         if before is not None and after is not None:
             results["improvement"] = {"metric": key, "before": before, "after": after, "change": after - before}
+    results["versions"] = versions()
+    trainer.accelerator.wait_for_everyone()
+    if not main:
+        return results
     on_status("Saving the model ...")
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # the final model supersedes them
-    results["saved"] = {k: os.path.relpath(v, staging) for k, v in save_model(trainer.model, p.processing, staging, cfg.method.save_merged).items()}
-    results["versions"] = versions()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    results["saved"] = {k: os.path.relpath(v, staging) for k, v in save_model(model, p.processing, staging, cfg.method.save_merged).items()}
     metrics_file = {"validation": results["metrics"], "before_training": results.get("metrics_before"),
                     "test": results.get("test_metrics")}
-    _write_json(staging / METRICS, {k: v for k, v in metrics_file.items() if v is not None})
+    write(staging / METRICS, {k: v for k, v in metrics_file.items() if v is not None})
     _plot_loss(trainer.state.log_history, staging / "loss.png")
-    _write_json(staging / "log_history.json", trainer.state.log_history)
+    write(staging / "log_history.json", trainer.state.log_history)
     from .hub import write_model_card
 
     write_model_card(staging, cfg, {**summary, **results})
