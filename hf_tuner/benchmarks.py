@@ -26,6 +26,7 @@ class Benchmark:
     config: Optional[str] = None
     label_names: Optional[tuple[str, ...]] = None  # names of integer labels (a local copy may lack them)
     flatten: dict[str, str] = field(default_factory=dict)  # nested field -> column, e.g. translation.ro -> source
+    eval_metrics: tuple[str, ...] = ()  # the recipe's `eval.metrics` for this benchmark (seq2seq: rouge / bleu, chrf)
 
 
 BENCHMARKS: list[Benchmark] = [
@@ -45,14 +46,14 @@ BENCHMARKS: list[Benchmark] = [
               "WikiText-2 (raw) test set, language-model perplexity", config="wikitext-2-raw-v1"),
     Benchmark("xsum", "seq2seq", "EdinburghNLP/xsum", "test",
               {"source_column": "document", "target_column": "summary"}, ("rouge1", "rouge2", "rougeL"),
-              "XSum one-sentence news summaries, 11,334 test articles"),
+              "XSum one-sentence news summaries, 11,334 test articles", eval_metrics=("rouge",)),
     Benchmark("cnn_dailymail", "seq2seq", "abisee/cnn_dailymail", "test",
               {"source_column": "article", "target_column": "highlights"}, ("rouge1", "rouge2", "rougeL"),
-              "CNN/DailyMail news summaries, 11,490 test articles", config="3.0.0"),
+              "CNN/DailyMail news summaries, 11,490 test articles", config="3.0.0", eval_metrics=("rouge",)),
     Benchmark("wmt16-ro-en", "seq2seq", "wmt/wmt16", "test",
               {"source_column": "source", "target_column": "target"}, ("bleu", "chrf"),
               "WMT16 Romanian -> English translation, 1,999 test sentences", config="ro-en",
-              flatten={"translation.ro": "source", "translation.en": "target"}),
+              flatten={"translation.ro": "source", "translation.en": "target"}, eval_metrics=("bleu", "chrf")),
     Benchmark("cifar10", "image-classification", "uoft-cs/cifar10", "test",
               {"image_column": "img", "label_column": "label"}, ("accuracy", "f1"),
               "CIFAR-10 32x32 images, 10,000 test images",

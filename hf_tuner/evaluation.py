@@ -85,10 +85,11 @@ def data_name(data: Optional[str], split: Optional[str]) -> str:
 
 
 def eval_config(ref: ModelRef, task: str, source: Optional[str], split: Optional[str], columns: dict[str, Any],
-                batch_size: Optional[int], max_samples: Optional[int], labels: Optional[list[str]]):
+                batch_size: Optional[int], max_samples: Optional[int], metrics: Optional[list[str]] = None):
     """The RunConfig an evaluation runs under: the run's recipe (columns, lengths, seed, generation
     settings) with the model pointed at the trained model, no LoRA, and the data replaced by `source`
-    (train and validation both read it, so nothing is split off). `source=None` keeps the run's data."""
+    (train and validation both read it, so nothing is split off) and its own label set (see
+    `align_labels`). `source=None` keeps the run's data as it was split for training."""
     from .config import build_config
 
     base = ref.run_cfg.to_dict() if ref.run_cfg is not None else {"task": task, "data": {}}
@@ -103,17 +104,19 @@ def eval_config(ref: ModelRef, task: str, source: Optional[str], split: Optional
             data.update(train_split=split, validation_split=split)
         data["max_train_samples"] = max_samples
         data["max_eval_samples"] = max_samples
+        data.pop("labels", None)  # the data's labels, matched to the model's by name
     elif max_samples:
         data["max_eval_samples"] = max_samples
     data.update(columns)
-    if labels and "labels" not in columns:
-        data["labels"] = labels
+    evaluation = dict(base.get("eval", {}))
+    if metrics:
+        evaluation["metrics"] = list(metrics)
     training = {k: v for k, v in base.get("training", {}).items() if k in ("seed", "per_device_eval_batch_size", "use_cpu", "bf16", "fp16", "dataloader_num_workers")}
     if batch_size:
         training["per_device_eval_batch_size"] = batch_size
     training.update(report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=False)  # a progress bar
     cfg = {"task": task, "model": model, "data": {k: v for k, v in data.items() if v is not None},
-           "method": {"name": "full"}, "training": training, "eval": base.get("eval", {})}
+           "method": {"name": "full"}, "training": training, "eval": evaluation}
     if base.get("description"):
         cfg["description"] = base["description"]
     return build_config(cfg, source="evaluation settings")
@@ -139,6 +142,22 @@ def model_labels(model_path: str) -> tuple[Optional[list[str]], int]:
     if names and all(name == f"LABEL_{i}" for i, name in enumerate(names)):
         names = None
     return names, n
+
+
+def align_labels(ds: Any, data_labels: list[str], model_labels: list[str]) -> Any:
+    """Re-number a split's `labels` column from the data's label order to the model's, by name."""
+    unknown = [l for l in data_labels if l not in model_labels]
+    if unknown:
+        raise DataError(f"the data has label(s) {listing(unknown)} that the model does not know (its labels: "
+                        f"{listing(model_labels)}): keep only known ones with --column 'labels=[...]'")
+    if list(data_labels) == list(model_labels):
+        return ds
+    from datasets import ClassLabel, Value
+
+    mapping = [model_labels.index(l) for l in data_labels]
+    ds = ds.cast_column("labels", Value("int64"))
+    ds = ds.map(lambda batch: {"labels": [mapping[i] for i in batch["labels"]]}, batched=True, desc="Matching labels")
+    return ds.cast_column("labels", ClassLabel(names=list(model_labels)))
 
 
 def load_eval_model(task: Any, model_path: str) -> Any:
@@ -225,22 +244,25 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
             raise ConfigError(f"--split {run_split}: without --data a run is evaluated on its own 'validation' or 'test' split")
 
     _quiet_libraries()
-    labels = None
-    if "Classification" in task_cls.auto_model and "labels" not in cols:
-        labels, num_labels = model_labels(ref.path)
+    classifier = "Classification" in task_cls.auto_model
+    names, num_labels = model_labels(ref.path) if classifier else (None, 0)
     seed = ref.run_cfg.training.seed if ref.run_cfg is not None else 42
     on_status(f"Loading {'benchmark ' + bench.name if bench else data or ('the run data [' + run_split + ']')} ...")
     source = prepare_benchmark_data(bench, data, split, max_samples, seed) if bench else data
-    cfg = eval_config(ref, task_name, source, split if not bench else None, cols, batch_size, max_samples, labels)
+    cfg = eval_config(ref, task_name, source, split if not bench else None, cols, batch_size, max_samples,
+                      list(bench.eval_metrics) if bench and bench.eval_metrics else None)
     t = task_cls(cfg)
     splits = t.load_data()
     splits = _only_split(splits, run_split or "validation")
-    if "Classification" in task_cls.auto_model and labels is None and "labels" in t.info:
-        if len(t.info["labels"]) != num_labels:
+    if classifier and "labels" in t.info:
+        if names:
+            splits.train = splits.validation = align_labels(splits.validation, t.info["labels"], names)
+            t.info["labels"] = names
+        elif len(t.info["labels"]) != num_labels:
             raise DataError(f"the data has {len(t.info['labels'])} labels ({listing(t.info['labels'])}) but the model has {num_labels} outputs")
     processing = t.load_processing(splits)
     on_status(f"Loading the model from {ref.path} ...")
-    trained = load_eval_model(t, ref.path)
+    trained = t.after_model_load(load_eval_model(t, ref.path), processing)  # the task's fix-ups (pad ids, channels)
     features = t.preprocess(splits, processing)
     started = time.time()
     on_status(f"Evaluating on {len(features.validation)} rows ...")
@@ -446,7 +468,7 @@ def run_harness(model: str, tasks: str, include_path: Optional[str] = None, batc
     for name, values in raw["results"].items():
         metrics = {}
         for key, value in values.items():
-            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)):
+            if key in ("alias", "sample_len") or "_stderr" in key or not isinstance(value, (int, float)):
                 continue
             metrics[key.split(",")[0]] = round(float(value), 6)
         n = raw.get("n-samples", {}).get(name, {}).get("effective")
