@@ -235,6 +235,8 @@ def save_model(model: Any, processing_class: Any, run_dir: Path, save_merged: bo
             merged = model.merge_and_unload()
             merged.save_pretrained(run_dir)
             saved["model"] = str(run_dir)
+        else:  # the config alone (num_labels, id2label) so load_trained rebuilds the right head
+            model.get_base_model().config.save_pretrained(run_dir)
     else:
         model.save_pretrained(run_dir)
         saved["model"] = str(run_dir)

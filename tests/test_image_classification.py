@@ -15,6 +15,18 @@ from conftest import assert_clean_error
 CLASSES = ["horizontal", "vertical", "plain"]  # stripes survive crops and horizontal flips
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These tiny models step as fast on one thread, and many times faster on a busy shared CPU
+    (measured here: 2 threads under load 7 took 144 s for this file, 1 thread 31 s)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def stripes(kind: str, rng: np.random.Generator, size: int = 16) -> np.ndarray:
     """A greyscale image of one class: noise plus horizontal / vertical stripes (or none)."""
     image = rng.integers(0, 70, (size, size)).astype(np.uint8)
@@ -209,3 +221,55 @@ def test_transform_gives_pixel_values_of_the_model_size(tmp_path):
     assert tuple(batch["pixel_values"].shape) == (3, 3, 8, 8)
     assert batch["labels"].tolist() == [0, 1, 2]
     assert -1.0 <= float(batch["pixel_values"].min()) and float(batch["pixel_values"].max()) <= 1.0
+
+
+@pytest.mark.slow
+def test_lora_adapter_only_on_a_pretrained_checkpoint_and_a_hub_style_parquet(cli, tmp_path):
+    """The Hub shape (beans): a Parquet file with embedded JPEG bytes and a ClassLabel `labels`
+    column, a checkpoint folder without a classification head; LoRA saved as the adapter alone, and
+    predict loads base + adapter."""
+    import io
+
+    import datasets
+    from PIL import Image
+    from transformers import ViTConfig, ViTModel
+
+    from hf_tuner.tasks.image_classification import build_image_processor
+
+    names = ["red", "green", "blue"]
+    rng = np.random.default_rng(0)
+
+    def coloured(k: int, shape=(40, 40, 3)) -> np.ndarray:
+        image = rng.integers(0, 60, shape).astype(np.uint8)
+        image[:, :, k] += 150
+        return image
+
+    rows: dict[str, list] = {"image": [], "labels": []}
+    for i in range(60):
+        buffer = io.BytesIO()
+        Image.fromarray(coloured(i % 3)).save(buffer, format="JPEG")
+        rows["image"].append({"bytes": buffer.getvalue(), "path": None})
+        rows["labels"].append(i % 3)
+    features = datasets.Features({"image": datasets.Image(), "labels": datasets.ClassLabel(names=names)})
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "train.parquet")
+    base = tmp_path / "vit-base"
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)).save_pretrained(base)
+    build_image_processor(32, 3).save_pretrained(base)
+
+    run = tmp_path / "run"
+    path = recipe(tmp_path, str(tmp_path / "train.parquet"), data={"label_column": "labels"},
+                  method={"name": "lora", "save_merged": False, "lora": {"r": 4, "alpha": 8}},
+                  training={"learning_rate": 1e-2, "num_train_epochs": 3})
+    spec = yaml.safe_load(path.read_text())
+    spec["model"] = {"name_or_path": str(base)}
+    path.write_text(yaml.safe_dump(spec))
+    result = cli("train", path, "-o", run)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["labels"] == names
+    assert summary["metrics"]["accuracy"] >= 0.8, summary["metrics"]
+    assert not (run / "model.safetensors").exists() and (run / "adapter" / "adapter_model.safetensors").is_file()
+    Image.fromarray(coloured(1, (50, 70, 3))).save(tmp_path / "green.jpg")
+    [prediction] = predict_json(cli, run, tmp_path / "green.jpg")
+    assert prediction["label"] == "green", prediction

@@ -46,6 +46,11 @@ class ImageClassification(Task):
     # ---- data --------------------------------------------------------------------------------
     def load_data(self) -> Splits:
         d = self.cfg.data
+        if self.cfg.method.name == "lora" and self.cfg.model.from_scratch is not None and not self.cfg.method.save_merged:
+            raise ConfigError(
+                "method.save_merged=false keeps only the LoRA adapter, but a model built from scratch has no "
+                "saved base model to load it onto: keep method.save_merged=true"
+            )
         splits = load_splits(d)
         for name, ds in splits.items():
             source = splits.sources[name]
