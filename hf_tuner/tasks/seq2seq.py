@@ -1,0 +1,326 @@
+"""Task `seq2seq`: encoder-decoder text generation (BART family; Marian, mBART, Pegasus, T5 load the
+same way) for summarisation and translation.
+
+Sources (with `data.source_prefix`) and targets are tokenised once and cached; training runs on
+`Seq2SeqTrainer` with `predict_with_generate`, so evaluation generates text and scores it with the
+metrics `eval.metrics` names (ROUGE for summaries, BLEU / chrF for translation), offline.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..config import RunConfig
+from ..data import Splits, cached_map, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
+from ..errors import ConfigError, did_you_mean, listing
+from .base import Task
+
+# eval.metrics name -> the keys it adds to the metrics (rouge: 0..1 F-measures; bleu, chrf: 0..100)
+METRICS: dict[str, tuple[str, ...]] = {
+    "rouge": ("rouge1", "rouge2", "rougeL", "rougeLsum"),
+    "bleu": ("bleu",),
+    "chrf": ("chrf",),
+}
+DEFAULT_METRICS = ["rouge"]
+# The metric that says whether training helped, by preference: chrF moves smoothly even when a
+# weak model gets no 4-gram right (BLEU 0); ROUGE-1 is the usual headline for summaries.
+PRIMARY_PREFERENCE = ("chrf", "rouge1", "bleu")
+
+
+def select_metrics(names: Optional[Sequence[str]]) -> list[str]:
+    """`eval.metrics` checked against the seq2seq metrics (default: rouge); unknown names are errors."""
+    chosen: list[str] = []
+    for name in names or DEFAULT_METRICS:
+        key = str(name).strip().lower()
+        if key not in METRICS:
+            raise ConfigError(
+                f"unknown eval.metrics entry '{name}' for task seq2seq{did_you_mean(key, METRICS)}; "
+                f"seq2seq metrics are: {', '.join(METRICS)}"
+            )
+        if key not in chosen:
+            chosen.append(key)
+    return chosen
+
+
+def primary_metric_for(metrics: Sequence[str]) -> str:
+    """The summary's headline metric for a metric selection (chrf, else rouge1, else bleu)."""
+    keys = [k for m in metrics for k in METRICS[m]]
+    return next(k for k in PRIMARY_PREFERENCE if k in keys)
+
+
+def text_metrics(predictions: Sequence[str], references: Sequence[str], metrics: Sequence[str]) -> dict[str, float]:
+    """Score generated texts against references with the selected metrics (hf_tuner.metrics)."""
+    from .. import metrics as m
+
+    out: dict[str, float] = {}
+    for name in metrics:
+        if name == "rouge":
+            out.update(m.rouge(predictions, references))
+        elif name == "bleu":
+            out["bleu"] = m.bleu(predictions, references)
+        elif name == "chrf":
+            out["chrf"] = m.chrf(predictions, references)
+    return out
+
+
+def finish_labels(labels: Any, pad_token_id: Optional[int]) -> Any:
+    """Labels ready for the loss: padding masked to -100 and stored contiguously (BART's loss calls
+    `labels.view(-1)`, which fails on a sliced, non-contiguous tensor)."""
+    if pad_token_id is not None:
+        labels = labels.masked_fill(labels == pad_token_id, -100)
+    return labels.contiguous()
+
+
+class Seq2SeqCollator:
+    """`DataCollatorForSeq2Seq` (dynamic padding; labels padded with -100), then `finish_labels`.
+    The model builds `decoder_input_ids` from the labels itself (shifted right)."""
+
+    def __init__(self, tokenizer: Any):
+        from transformers import DataCollatorForSeq2Seq
+
+        self.tokenizer = tokenizer
+        self.inner = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.inner(features)
+        if "labels" in batch:
+            batch["labels"] = finish_labels(batch["labels"], self.tokenizer.pad_token_id)
+        return batch
+
+
+@functools.lru_cache(maxsize=None)
+def generation_trainer_class() -> type:
+    """`Seq2SeqTrainer` that generates with the recipe's settings (`eval.max_new_tokens`,
+    `eval.num_beams`) and, with `eval.max_eval_generate_samples`, generates for only that many
+    rows while the loss still covers the whole split."""
+    from transformers import Seq2SeqTrainer
+    from transformers.trainer_utils import EvalLoopOutput
+
+    class GenerationTrainer(Seq2SeqTrainer):
+        def __init__(self, *args: Any, generation_kwargs: Optional[dict[str, Any]] = None,
+                     max_generate_samples: Optional[int] = None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.generation_kwargs = dict(generation_kwargs or {})
+            self.max_generate_samples = max_generate_samples
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", **gen_kwargs):
+            gen_kwargs = {**self.generation_kwargs, **gen_kwargs}
+            return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **gen_kwargs)
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+            cap = self.max_generate_samples
+            dataset = getattr(dataloader, "dataset", None)
+            if (cap is None or prediction_loss_only or not self.args.predict_with_generate
+                    or not hasattr(dataset, "select") or len(dataset) <= cap):
+                return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+            full = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
+            generated = super().evaluation_loop(
+                self.get_eval_dataloader(dataset.select(range(cap))), description, False, ignore_keys, metric_key_prefix)
+            metrics = dict(full.metrics or {})
+            loss_key = f"{metric_key_prefix}_loss"
+            metrics.update({k: v for k, v in (generated.metrics or {}).items() if k != loss_key})
+            metrics[f"{metric_key_prefix}_generated_rows"] = cap
+            return EvalLoopOutput(generated.predictions, generated.label_ids, metrics, full.num_samples)
+
+    return GenerationTrainer
+
+
+class Seq2Seq(Task):
+    name = "seq2seq"
+    auto_model = "AutoModelForSeq2SeqLM"
+    peft_task_type = "SEQ_2_SEQ_LM"
+    tokenizer_kind = "seq2seq"  # <s> <pad> </s> <unk> <mask>, BART's special tokens and ids
+    primary_metric = "rouge1"
+    greater_is_better = True
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        self.metrics = select_metrics(cfg.eval.metrics)
+        self.primary_metric = primary_metric_for(self.metrics)
+
+    # ---- data --------------------------------------------------------------------------------
+    def load_data(self) -> Splits:
+        d = self.cfg.data
+        splits = load_splits(d)
+        columns = [d.source_column, d.target_column]
+        splits = splits.map(lambda name, ds: _flatten_for(ds, columns))
+        for name, ds in splits.items():
+            require_columns(ds, columns, name, splits.sources.get(name, name), ["source_column", "target_column"])
+        splits = finish_splits(splits, d, self.cfg.training.seed)
+        for name, ds in splits.items():
+            for col in columns:
+                require_text(ds, col, name)
+        return splits
+
+    def training_texts(self, splits: Splits):
+        """A tokenizer trained from scratch learns both sides (source and target language)."""
+        d = self.cfg.data
+        yield from splits.train[d.source_column]
+        yield from splits.train[d.target_column]
+
+    # ---- model -------------------------------------------------------------------------------
+    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
+        if self.cfg.model.from_scratch is None:
+            return {}
+        return {"vocab_size": len(processing), **_special_token_ids(processing)}
+
+    def load_model(self, splits: Splits, processing: Any) -> Any:
+        model = super().load_model(splits, processing)
+        _check_positions(getattr(model, "config", None), self.cfg)
+        return model
+
+    def after_model_load(self, model: Any, processing: Any) -> Any:
+        """transformers 5 reads generation settings from `generation_config`, not the model config:
+        a model built from scratch gets the new tokenizer's ids there too (and so in the run folder)."""
+        if self.cfg.model.from_scratch is not None:
+            for key, value in _special_token_ids(processing).items():
+                setattr(model.generation_config, key, value)
+        return model
+
+    # ---- preprocessing -----------------------------------------------------------------------
+    def preprocess(self, splits: Splits, processing: Any) -> Splits:
+        d = self.cfg.data
+        source, target, prefix = d.source_column, d.target_column, d.source_prefix
+        max_length, max_target_length = d.max_length, d.max_target_length
+
+        def tokenize(batch):
+            encoded = processing([prefix + s for s in batch[source]], truncation=True, max_length=max_length)
+            # text_target: tokenizers with a separate target vocabulary (Marian) switch to it
+            targets = processing(text_target=list(batch[target]), truncation=True, max_length=max_target_length)
+            encoded["labels"] = targets["input_ids"]
+            return encoded
+
+        key = f"seq2seq|{tokenizer_fingerprint(processing)}|{source}|{target}|{prefix!r}|{max_length}|{max_target_length}"
+        hits: dict[str, bool] = {}
+
+        def run(name, ds):
+            out, hits[name] = cached_map(ds, tokenize, key, f"Tokenising {name}", ds.column_names)
+            return out
+
+        features = splits.map(run)
+        self.info["tokenised_from_cache"] = hits
+        return features
+
+    def data_collator(self, processing: Any) -> Any:
+        return Seq2SeqCollator(processing)
+
+    # ---- training and evaluation -------------------------------------------------------------
+    def training_arguments_class(self) -> Any:
+        from transformers import Seq2SeqTrainingArguments
+
+        return Seq2SeqTrainingArguments
+
+    def extra_training_arguments(self) -> dict[str, Any]:
+        return {"predict_with_generate": True}
+
+    def trainer_class(self) -> Any:
+        return generation_trainer_class()
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """Generation settings for evaluation: `eval.max_new_tokens` and `eval.num_beams`, unless
+        the recipe set the Seq2SeqTrainingArguments names for them itself."""
+        training = self.cfg.training.model_extra or {}
+        out: dict[str, Any] = {}
+        if training.get("generation_max_length") is None:
+            out["max_new_tokens"] = self.cfg.eval.max_new_tokens
+        if training.get("generation_num_beams") is None:
+            out["num_beams"] = self.cfg.eval.num_beams
+        return out
+
+    def trainer_kwargs(self, processing: Any) -> dict[str, Any]:
+        return {"generation_kwargs": self.generation_kwargs(),
+                "max_generate_samples": self.cfg.eval.max_eval_generate_samples}
+
+    def load_processing(self, splits: Splits) -> Any:
+        self.tokenizer = super().load_processing(splits)  # compute_metrics decodes with it
+        return self.tokenizer
+
+    def compute_metrics(self):
+        metrics = self.metrics
+
+        def compute(eval_pred):
+            import numpy as np
+
+            tokenizer = self.tokenizer
+            preds, labels = eval_pred.predictions, eval_pred.label_ids
+            if isinstance(preds, tuple):
+                preds = preds[0]
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            preds = np.where(preds < 0, pad, preds)  # -100: padding between batches
+            labels = np.where(labels < 0, pad, labels)
+            predictions = [t.strip() for t in tokenizer.batch_decode(preds, skip_special_tokens=True)]
+            references = [t.strip() for t in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+            out = text_metrics(predictions, references, metrics)
+            special = set(tokenizer.all_special_ids)
+            out["gen_len"] = float(np.mean([sum(1 for t in row if int(t) not in special) for row in preds])) if len(preds) else 0.0
+            return out
+
+        return compute
+
+    # ---- after training ----------------------------------------------------------------------
+    @classmethod
+    def predict(cls, run_dir: Path, inputs: list[str], max_new_tokens: int = 50, num_beams: int = 1,
+                do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+                batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
+        """Generate an output text for each source text with the run's model (full or LoRA)."""
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
+
+        from ..config import build_config, read_yaml
+        from ..modeling import load_trained
+        from ..run import CONFIG
+
+        cfg = build_config(read_yaml(Path(run_dir) / CONFIG), source=str(Path(run_dir) / CONFIG))
+        tokenizer = AutoTokenizer.from_pretrained(run_dir)
+        model = load_trained(AutoModelForSeq2SeqLM, run_dir).eval()
+        options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample}
+        if do_sample:
+            options.update(temperature=temperature, top_p=top_p)
+        set_seed(seed)
+        results = []
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start:start + batch_size]
+            enc = tokenizer([cfg.data.source_prefix + t for t in batch], truncation=True,
+                            max_length=cfg.data.max_length, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                out = model.generate(**enc, **options)
+            texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+            results += [{"input": text, "output": generated.strip()} for text, generated in zip(batch, texts)]
+        return results
+
+
+def _flatten_for(ds: Any, columns: list[str]) -> Any:
+    """Hub translation sets keep pairs in one struct column (`translation: {en, fr}`): a column
+    named `translation.en` reads into it (datasets' `flatten`)."""
+    if any(c not in ds.column_names and c.split(".", 1)[0] in ds.column_names for c in columns if "." in c):
+        return ds.flatten()
+    return ds
+
+
+def _special_token_ids(tokenizer: Any) -> dict[str, int]:
+    """pad/bos/eos/decoder_start ids for a model built around `tokenizer` (BART: decoder starts with </s>)."""
+    eos = tokenizer.eos_token_id
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos,
+           "decoder_start_token_id": eos, "forced_eos_token_id": eos}
+    missing = [k for k, v in ids.items() if v is None]
+    if missing:
+        raise ConfigError(f"the tokenizer has no {listing(missing)}: a seq2seq model needs pad, bos and eos tokens")
+    return ids
+
+
+def _check_positions(config: Any, cfg: RunConfig) -> None:
+    """A learned position table shorter than the sequences fails mid-training: say so up front."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return
+    d = cfg.data
+    # the decoder also holds its start token next to the tokens it generates
+    for key, value, needed in (("data.max_length", d.max_length, d.max_length),
+                               ("data.max_target_length", d.max_target_length, d.max_target_length),
+                               ("eval.max_new_tokens", cfg.eval.max_new_tokens, cfg.eval.max_new_tokens + 1)):
+        if needed > positions:
+            where = "model.from_scratch.max_position_embeddings" if cfg.model.from_scratch else "the model's max_position_embeddings"
+            raise ConfigError(f"{key}={value} is longer than {where}={positions}: lower {key} or raise the positions")
+
+
