@@ -73,10 +73,14 @@ def test_saved_model_reloads_and_predicts(full_run, cli):
     assert model.config.id2label == {0: "negative", 1: "positive"}
     classify = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(out))
     assert classify("I hate this, worst flight ever, lost my bags")[0]["label"] == "negative"
-    result = cli("predict", out, "I love this, what a wonderful day!", "--json")
+    result = cli("predict", out, "I love this, what a wonderful day, thank you!", "worst flight ever, lost my bags", "--json")
     assert result.exit_code == 0, result.output
-    row = json.loads(result.stdout.splitlines()[0])
-    assert row["label"] == "positive" and {t["label"] for t in row["top"]} == {"negative", "positive"}
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["input"][:5] for r in rows] == ["I lov", "worst"]
+    assert all({t["label"] for t in r["top"]} == {"negative", "positive"} for r in rows)
+    p_positive = [next(t["score"] for t in r["top"] if t["label"] == "positive") for r in rows]
+    assert p_positive[0] > p_positive[1] + 0.1  # the happy tweet is more positive than the angry one
+    assert rows[1]["label"] == "negative"
 
 
 def test_finished_run_is_not_overwritten_without_permission(full_run, cli):
@@ -103,12 +107,13 @@ def test_lora_training_saves_adapter_and_merged_model(cli, tmp_path):
     from hf_tuner.modeling import load_trained
 
     out = tmp_path / "lora"
-    result = cli("train", "quickstart-lora", *SLICE, "-o", out)
+    # 50 steps is few for LoRA: a higher rate than the recipe's (measured: 0.81 vs 0.725 majority)
+    result = cli("train", "quickstart-lora", *SLICE, "training.learning_rate=2e-3", "-o", out)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "lora" and summary["lora_target_modules"] == ["query", "value"]
     assert summary["trainable_params"] < summary["total_params"] / 50
-    assert summary["metrics"]["accuracy"] > majority_share(out)
+    assert summary["metrics"]["accuracy"] > majority_share(out) + 0.03
     assert summary["metrics"]["accuracy"] > summary["metrics_before"]["accuracy"] + 0.1
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
