@@ -79,7 +79,7 @@ def recipe(tmp_path: Path, pairs: Path, **sections) -> Path:
 def test_metric_selection_default_and_primary():
     assert select_metrics(None) == ["rouge"]
     assert primary_metric_for(select_metrics(None)) == "rouge1"
-    assert select_metrics(["BLEU", "chrf", "bleu"]) == ["bleu", "chrf"]
+    assert select_metrics(["BLEU", "chrf", "sacrebleu"]) == ["bleu", "chrf"]
     assert primary_metric_for(["bleu", "chrf"]) == "chrf"
     assert primary_metric_for(["bleu"]) == "bleu"
 

@@ -22,6 +22,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "bleu": ("bleu",),
     "chrf": ("chrf",),
 }
+METRIC_ALIASES = {"sacrebleu": "bleu"}  # `evaluate`'s name for the BLEU that metrics.bleu computes
 DEFAULT_METRICS = ["rouge"]
 # The metric that says whether training helped, by preference: chrF moves smoothly even when a
 # weak model gets no 4-gram right (BLEU 0); ROUGE-1 is the usual headline for summaries.
@@ -33,6 +34,7 @@ def select_metrics(names: Optional[Sequence[str]]) -> list[str]:
     chosen: list[str] = []
     for name in names or DEFAULT_METRICS:
         key = str(name).strip().lower()
+        key = METRIC_ALIASES.get(key, key)
         if key not in METRICS:
             raise ConfigError(
                 f"unknown eval.metrics entry '{name}' for task seq2seq{did_you_mean(key, METRICS)}; "
