@@ -224,7 +224,8 @@ def test_lora_end_to_end_on_the_trained_model(full_run, cli, tmp_path):
     base, result = full_run
     assert result.exit_code == 0, result.output
     out = tmp_path / "lora"
-    checked = cli("validate", "gpt2-tweets-lora", f"model.name_or_path={base}", "method.lora.target_modules=all-linear")
+    checked = cli("validate", "gpt2-tweets-lora", f"model.name_or_path={base}", "data.max_length=64",
+                  "method.lora.target_modules=all-linear")
     assert checked.exit_code == 0 and "mlp.c_fc" in checked.stdout, checked.output  # the recipe's all-linear
     result = cli("train", "gpt2-tweets-lora", f"model.name_or_path={base}", "method.lora.target_modules=null",
                  "data.max_train_samples=400", "data.max_eval_samples=80", "data.max_length=64",
@@ -241,3 +242,8 @@ def test_lora_end_to_end_on_the_trained_model(full_run, cli, tmp_path):
     result = cli("predict", str(out), "positive", "negative", "--max-new-tokens", "8")
     assert result.exit_code == 0, result.output
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["positive", "negative"]
+
+
+def test_max_length_beyond_the_model_positions_is_a_clean_error(cli):
+    result = cli("validate", "gpt2-tweets", "data.max_length=256", "data.max_train_samples=200")
+    assert_clean_error(result, 2, "data.max_length=256", "128 positions")

@@ -1,7 +1,8 @@
 """Task `causal-lm`: GPT-2-family language models on plain text or prompt/completion pairs.
 
-Each document is tokenised as the tokenizer does by default, gets the eos token appended and is
-truncated to `data.max_length`. Plain text trains on every token; prompt/completion data trains on
+Each document is tokenised as the tokenizer does by default, starts with the bos token (GPT-2's
+`<|endoftext|>`, added where the tokenizer adds none), ends with the eos token and is truncated to
+`data.max_length`. Plain text trains on every token; prompt/completion data trains on
 the completion only (prompt labels are -100). Batches are padded dynamically, or, with
 `data.packing: true`, the training documents are concatenated and cut into blocks of
 `data.max_length` tokens. A packed block carries `position_ids` that restart at every document, so
@@ -163,6 +164,11 @@ class CausalLM(Task):
         return kwargs
 
     def after_model_load(self, model: Any, processing: Any) -> Any:
+        config = model.config
+        positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        if positions and self.cfg.data.max_length > positions:
+            raise ConfigError(f"data.max_length={self.cfg.data.max_length} is longer than the model's {positions} "
+                              "positions: lower data.max_length")
         if len(processing) > model.get_input_embeddings().num_embeddings:  # a pad/eos token was added
             model.resize_token_embeddings(len(processing))
         generation = getattr(model, "generation_config", None)
