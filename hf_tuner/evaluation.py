@@ -45,6 +45,8 @@ def resolve_model_ref(model: str) -> ModelRef:
     if path.is_dir() and ((path / CONFIG).is_file() or (path / "summary.json").is_file()):
         run_dir, cfg, summary = load_run(path)
         return ModelRef(run_dir.resolve().name, str(run_dir.resolve()), run_dir.resolve(), cfg, summary)
+    if path.is_file():
+        raise ConfigError(f"{model} is a file: MODEL is a run folder, a model folder or a Hub model id (data goes to --data)")
     if path.is_dir():
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             raise ConfigError(f"{model} is neither an hf-tuner run folder (config.yaml) nor a model folder (config.json)")
@@ -187,7 +189,12 @@ def prepare_benchmark_data(bench: Any, override: Optional[str], split: Optional[
     source = override or bench.dataset
     split = split or bench.split
     cfg = DataConfig(train=source, config_name=None if override else bench.config)
-    ds = load_source(source, cfg, split)
+    try:
+        ds = load_source(source, cfg, split)
+    except DataError as exc:
+        if override:
+            raise
+        raise DataError(f"{exc} (benchmark {bench.name}: point --data at a local copy of {bench.dataset} to run offline)") from None
     if bench.flatten:
         ds = ds.flatten()
         mapping = {k: v for k, v in bench.flatten.items() if k in ds.column_names}
@@ -299,7 +306,7 @@ def _task_name(ref: ModelRef, task: Optional[str], bench: Any) -> str:
         if not name:
             raise ConfigError(f"{ref.path} is not a run folder: say what it is with --task (text-classification, causal-lm, seq2seq, image-classification)")
     if bench is not None and bench.task != name:
-        raise ConfigError(f"benchmark '{bench.name}' is a {bench.task} benchmark but the model is a {name} model")
+        raise ConfigError(f"benchmark '{bench.name}' is for {bench.task} models but this is a {name} model")
     return name
 
 
@@ -481,7 +488,7 @@ def run_harness(model: str, tasks: str, include_path: Optional[str] = None, batc
     if ref.run_dir is not None:
         for name, entry in results["harness"].items():
             record_in_run(ref, {"name": f"lm-eval-{name}", "metrics": entry["metrics"], "benchmark": f"lm-eval:{name}",
-                                "data": f"lm-eval task {name}", "rows": entry["rows"], "task": "causal-lm"})
+                                "data": f"lm-eval:{name}", "rows": entry["rows"], "task": "causal-lm"})
     return results
 
 

@@ -148,7 +148,7 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict[str, Any], des
             values = " | ".join(_fmt(e.get("metrics", {}).get(k)) for k in keys)
             lines.append(f"| {ename} ({_dataset_label(e.get('data'))}) | {e.get('split') or '-'} | {e.get('rows', '-')} | {values} |")
     lines += ["", "## Use it", "", "```python"]
-    lines += _usage(cfg, repo_id or "path/or/repo-id", upload)
+    lines += _usage(cfg, repo_id or "path/or/repo-id", upload, _head_kwargs(run_dir))
     lines += ["```", "", "## Reproduce", "", "```bash", summary.get("command", ""), "```", "",
               "## Training config", "", "```yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).strip(), "```", ""]
     path = Path(dest or run_dir) / "README.md"
@@ -156,14 +156,27 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict[str, Any], des
     return path
 
 
-def _usage(cfg: RunConfig, where: str, upload: str = "merged") -> list[str]:
+def _head_kwargs(run_dir: Path) -> str:
+    """`, num_labels=2, id2label={...}` for a classifier's base model (what an adapter's head needs)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return ""
+    config = json.loads(path.read_text())
+    id2label = config.get("id2label")
+    if not id2label or all(v == f"LABEL_{k}" for k, v in id2label.items()):
+        return ""
+    id2label = {int(k): v for k, v in id2label.items()}
+    return f", num_labels={len(id2label)}, id2label={id2label!r}"
+
+
+def _usage(cfg: RunConfig, where: str, upload: str = "merged", head: str = "") -> list[str]:
     from .tasks import get_task
 
     cls = get_task(cfg.task).auto_model
     if cfg.method.name == "lora" and upload == "adapter":
         base = base_model_id(cfg) or "BASE_MODEL"
-        return [f"from peft import PeftModel", f"from transformers import {cls}",
-                f'base = {cls}.from_pretrained("{base}")  # same head settings as in training',
+        return ["from peft import PeftModel", f"from transformers import {cls}",
+                f'base = {cls}.from_pretrained("{base}"{head})',
                 f'model = PeftModel.from_pretrained(base, "{where}")']
     return [f"from transformers import {cls}", f'model = {cls}.from_pretrained("{where}")']
 

@@ -139,7 +139,7 @@ def test_bad_model_arguments_are_one_line(cli, tmp_path):
 @pytest.mark.slow
 def test_eval_errors_on_a_run(cli, run, known):
     _, _, jsonl, _ = known
-    assert_clean_error(cli("eval", run, "--benchmark", "xsum"), 2, "seq2seq benchmark")
+    assert_clean_error(cli("eval", run, "--benchmark", "xsum"), 2, "is for seq2seq models")
     assert_clean_error(cli("eval", run, "--data", jsonl), 2, "column 'text' not found", "sentence")
     assert_clean_error(cli("eval", run, "--data", jsonl, "-c", "txt_column=sentence"), 2, "did you mean 'text_column'")
     assert_clean_error(cli("eval", run, "--split", "test"), 2, "no test split")
@@ -185,7 +185,7 @@ def tiny_gpt2(tmp_path_factory):
 
     tok = train_tokenizer(SENTENCES * 20, "byte-level-bpe", 300, 1, "causal")
     torch.manual_seed(0)
-    config = AutoConfig.for_model("gpt2", n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(tok),
+    config = AutoConfig.for_model("gpt2", n_layer=2, n_embd=32, n_head=2, n_positions=128, vocab_size=len(tok),
                                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     return _save_tiny(tmp_path_factory.mktemp("gpt2") / "model", GPT2LMHeadModel(config), tok)
 

@@ -248,3 +248,95 @@ def test_hub_push_in_the_recipe_pushes_after_training(cli, run, hub, monkeypatch
     assert_clean_error(result, 1, "training finished", "is saved, but the push failed", "500")
     assert "Run finished" in result.stdout
     assert snapshot(pushed) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# --merge-lora for the other tasks, on LoRA run folders assembled without training (random LoRA
+# weights, so merged and unmerged outputs differ unless the merge is right)
+
+
+def lora_run_folder(root, task: str, base_model, processing):
+    """A finished LoRA run folder: `base_model` saved as the base, LoRA (non-zero B) saved by hf-tuner."""
+    import torch
+
+    from hf_tuner.config import build_config, save_config
+    from hf_tuner.modeling import apply_lora, save_model
+    from hf_tuner.tasks import get_task
+
+    base_dir = root / "base"
+    base_model.save_pretrained(base_dir)
+    processing.save_pretrained(base_dir)
+    cfg = build_config({"task": task, "model": {"name_or_path": str(base_dir)}, "data": {"train": "unused.jsonl"},
+                        "method": {"name": "lora"}})
+    task_cls = get_task(task)
+    model = apply_lora(type(base_model).from_pretrained(base_dir), cfg.method.lora, task_cls.peft_task_type, task_cls.lora_modules_to_save)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    run = root / "run"
+    run.mkdir()
+    save_model(model, processing, run, save_merged=True)
+    save_config(cfg, run / "config.yaml")
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "output_dir": str(run), "task": task,
+                                                   "command": f"hf-tuner train {task}-recipe"}))
+    return run
+
+
+def test_merge_lora_for_an_image_classifier(cli, hub, tmp_path):
+    pytest.importorskip("hf_tuner.tasks.image_classification")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, ViTForImageClassification
+
+    from hf_tuner.tasks.image_classification import build_image_processor
+
+    config = AutoConfig.for_model("vit", image_size=28, patch_size=7, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, num_labels=3)
+    torch.manual_seed(0)
+    run = lora_run_folder(tmp_path, "image-classification", ViTForImageClassification(config), build_image_processor(28, 1))
+    before = snapshot(run)
+    result = cli("push", run, "--repo-id", "me/vit", "--merge-lora", "--token", TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    assert "outputs match the adapter model" in result.stderr
+    received = write_files(hub.files("me/vit"), tmp_path / "received")
+    assert (received / "preprocessor_config.json").is_file() and not (received / "adapter_config.json").exists()
+    pixels = torch.rand(2, 1, 28, 28)
+    adapted = PeftModel.from_pretrained(ViTForImageClassification.from_pretrained(tmp_path / "base"), run / "adapter").eval()
+    plain = ViTForImageClassification.from_pretrained(tmp_path / "base").eval()
+    with torch.no_grad():
+        want, got = adapted(pixel_values=pixels).logits, ViTForImageClassification.from_pretrained(received).eval()(pixel_values=pixels).logits
+        assert not torch.allclose(plain(pixel_values=pixels).logits, want, atol=1e-3)  # the adapter matters
+    assert got == pytest.approx(want, abs=1e-4)
+    assert snapshot(run) == before
+
+
+def test_merge_lora_and_adapter_only_for_seq2seq(cli, hub, tmp_path):
+    pytest.importorskip("hf_tuner.tasks.seq2seq")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoTokenizer, BartForConditionalGeneration
+
+    from hf_tuner.modeling import train_tokenizer
+
+    tok = train_tokenizer(TEXTS * 20, "byte-level-bpe", 400, 1, "seq2seq")
+    config = AutoConfig.for_model("bart", vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
+                                  encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                  max_position_embeddings=64, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    run = lora_run_folder(tmp_path, "seq2seq", BartForConditionalGeneration(config), tok)
+    result = cli("push", run, "--repo-id", "me/bart", "--merge-lora", "--token", TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    merged = write_files(hub.files("me/bart"), tmp_path / "merged")
+    result = cli("push", run, "--repo-id", "me/bart-adapter", "--adapter-only", "--token", TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    adapter = write_files(hub.files("me/bart-adapter"), tmp_path / "adapter")
+    assert "model.safetensors" not in hub.files("me/bart-adapter") and "AutoModelForSeq2SeqLM" in (adapter / "README.md").read_text()
+    enc = AutoTokenizer.from_pretrained(merged)(TEXTS[:2], padding=True, return_tensors="pt")
+    inputs = {**enc, "decoder_input_ids": enc["input_ids"][:, :5]}
+    with torch.no_grad():
+        want = PeftModel.from_pretrained(BartForConditionalGeneration.from_pretrained(tmp_path / "base"), adapter).eval()(**inputs).logits
+        got = BartForConditionalGeneration.from_pretrained(merged).eval()(**inputs).logits
+    assert got == pytest.approx(want, abs=1e-4)
