@@ -226,10 +226,10 @@ def eval_command(
         from .benchmarks import BENCHMARKS
 
         width = max(len(b.name) for b in BENCHMARKS)
-        typer.echo(f"{'NAME'.ljust(width)}  {'TASK'.ljust(20)}  {'DATA SET'.ljust(36)}  SPLIT       DESCRIPTION")
+        typer.echo(f"{'NAME'.ljust(width)}  {'TASK'.ljust(20)}  {'DATA SET'.ljust(40)}  SPLIT       DESCRIPTION")
         for b in BENCHMARKS:
             ds = b.dataset + (f" ({b.config})" if b.config else "")
-            typer.echo(f"{b.name.ljust(width)}  {b.task.ljust(20)}  {ds.ljust(36)}  {b.split.ljust(10)}  {b.description}")
+            typer.echo(f"{b.name.ljust(width)}  {b.task.ljust(20)}  {ds.ljust(40)}  {b.split.ljust(10)}  {b.description}")
         return
     if not model:
         raise ConfigError("missing MODEL: give a run folder or a model (or --list-benchmarks)")
