@@ -282,14 +282,16 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
         "model": ref.path,
         "task": task_name,
         "benchmark": bench.name if bench else None,
-        "data": data or (bench.dataset if bench else ref.run_cfg.data.train),
-        "config": bench.config if bench and not data else cfg.data.config_name,
+        "data": bench.dataset if bench else data or ref.run_cfg.data.train,  # a benchmark's --data is a copy of it
+        "config": bench.config if bench else cfg.data.config_name,
         "split": (split or bench.split) if bench else (split or run_split),
         "rows": len(features.validation),
         "runtime_s": round(time.time() - started, 2),
     })
     if run_split:
         result["source"] = splits.sources.get("validation")
+    if bench and data:
+        result["local_copy"] = data
     if splits.notes:
         result["notes"] = splits.notes
     _save(result, ref, output)

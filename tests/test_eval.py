@@ -100,8 +100,9 @@ def test_benchmark_with_a_local_copy_maps_integer_labels(cli, run, known):
     out = json.loads((run / "eval" / "glue-sst2.json").read_text())
     assert out["benchmark"] == "glue-sst2" and out["rows"] == 12
     assert out["metrics"]["accuracy"] == pytest.approx(8 / 12)
+    assert out["data"] == "nyu-mll/glue" and out["config"] == "sst2" and out["local_copy"] == str(csv)
     card = (run / "README.md").read_text()
-    assert "name: glue-sst2" in card
+    assert "name: glue-sst2" in card and "- nyu-mll/glue" in card  # model-index entry and `datasets:`
 
 
 @pytest.mark.slow
