@@ -20,6 +20,11 @@ from ..data import Splits
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 5e-4}
 
 
+def label_config(labels: list[str]) -> dict[str, Any]:
+    """The model config values of a classifier over `labels` (num_labels, id2label, label2id)."""
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+
+
 class Task:
     """Base class of a task plug-in. Class attributes describe it; methods build its pieces."""
 

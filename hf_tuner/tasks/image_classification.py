@@ -19,7 +19,7 @@ from typing import Any, Optional
 from ..data import FILE_BUILDERS, Splits, encode_labels, finish_splits, load_splits, require_columns
 from ..errors import ConfigError, DataError
 from ..packaged import is_packaged, resolve_dataset
-from .base import Task
+from .base import Task, label_config
 from .text_classification import TextClassification
 
 DEFAULT_IMAGE_SIZE = 224  # ViT's default when neither model.image_size nor from_scratch.image_size says
@@ -113,12 +113,7 @@ class ImageClassification(Task):
         return int(m.image_size or own or DEFAULT_IMAGE_SIZE)
 
     def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        labels = self.info["labels"]
-        kwargs: dict[str, Any] = {
-            "num_labels": len(labels),
-            "id2label": dict(enumerate(labels)),
-            "label2id": {l: i for i, l in enumerate(labels)},
-        }
+        kwargs = label_config(self.info["labels"])
         if self.cfg.model.from_scratch is not None:
             kwargs["image_size"] = self._scratch_image_size()
         return kwargs

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..data import Splits, cached_map, encode_labels, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
-from .base import Task
+from .base import Task, label_config
 
 
 class TextClassification(Task):
@@ -38,12 +38,7 @@ class TextClassification(Task):
             yield from splits.train[col]
 
     def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        labels = self.info["labels"]
-        kwargs: dict[str, Any] = {
-            "num_labels": len(labels),
-            "id2label": dict(enumerate(labels)),
-            "label2id": {l: i for i, l in enumerate(labels)},
-        }
+        kwargs = label_config(self.info["labels"])
         if self.cfg.model.from_scratch is not None:
             kwargs.update(vocab_size=len(processing), pad_token_id=processing.pad_token_id)
         return kwargs
