@@ -285,7 +285,6 @@ def lora_run_folder(root, task: str, base_model, processing):
 
 
 def test_merge_lora_for_an_image_classifier(cli, hub, tmp_path):
-    pytest.importorskip("hf_tuner.tasks.image_classification")
     import torch
     from peft import PeftModel
     from transformers import AutoConfig, ViTForImageClassification
@@ -313,7 +312,6 @@ def test_merge_lora_for_an_image_classifier(cli, hub, tmp_path):
 
 
 def test_merge_lora_and_adapter_only_for_seq2seq(cli, hub, tmp_path):
-    pytest.importorskip("hf_tuner.tasks.seq2seq")
     import torch
     from peft import PeftModel
     from transformers import AutoConfig, AutoTokenizer, BartForConditionalGeneration
