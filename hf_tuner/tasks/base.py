@@ -25,6 +25,16 @@ def label_config(labels: list[str]) -> dict[str, Any]:
     return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
 
 
+def top_labels(item: str, probs: Any, id2label: dict[int, str], top_k: int) -> dict[str, Any]:
+    """A classifier's `predict` result for one input: its best label and the top-k with scores."""
+    values, ids = probs.topk(min(top_k, probs.numel()))
+    return {
+        "input": item,
+        "label": id2label[int(ids[0])],
+        "top": [{"label": id2label[int(i)], "score": round(float(v), 4)} for v, i in zip(values, ids)],
+    }
+
+
 class Task:
     """Base class of a task plug-in. Class attributes describe it; methods build its pieces."""
 

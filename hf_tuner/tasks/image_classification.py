@@ -19,7 +19,7 @@ from typing import Any, Optional
 from ..data import FILE_BUILDERS, Splits, encode_labels, finish_splits, load_splits, require_columns
 from ..errors import ConfigError, DataError
 from ..packaged import is_packaged, resolve_dataset
-from .base import Task, label_config
+from .base import Task, label_config, top_labels
 from .text_classification import TextClassification
 
 DEFAULT_IMAGE_SIZE = 224  # ViT's default when neither model.image_size nor from_scratch.image_size says
@@ -170,13 +170,7 @@ class ImageClassification(Task):
             pixels = processor(images, return_tensors="pt")["pixel_values"]
             with torch.no_grad():
                 probs = model(pixel_values=pixels).logits.softmax(-1)
-            for path, row in zip(batch, probs):
-                values, ids = row.topk(min(top_k, row.numel()))
-                results.append({
-                    "input": path,
-                    "label": id2label[int(ids[0])],
-                    "top": [{"label": id2label[int(i)], "score": round(float(v), 4)} for v, i in zip(values, ids)],
-                })
+            results += [top_labels(path, row, id2label, top_k) for path, row in zip(batch, probs)]
         return results
 
 

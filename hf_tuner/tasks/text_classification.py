@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..data import Splits, cached_map, encode_labels, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
-from .base import Task, label_config
+from .base import Task, label_config, top_labels
 
 
 class TextClassification(Task):
@@ -100,11 +100,5 @@ class TextClassification(Task):
             enc = tokenizer(batch, truncation=True, padding=True, return_tensors="pt")
             with torch.no_grad():
                 probs = model(**enc).logits.softmax(-1)
-            for text, row in zip(batch, probs):
-                values, ids = row.topk(min(top_k, row.numel()))
-                results.append({
-                    "input": text,
-                    "label": id2label[int(ids[0])],
-                    "top": [{"label": id2label[int(i)], "score": round(float(v), 4)} for v, i in zip(values, ids)],
-                })
+            results += [top_labels(text, row, id2label, top_k) for text, row in zip(batch, probs)]
         return results
