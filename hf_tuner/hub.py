@@ -373,7 +373,10 @@ def upload_folder(folder: Path, repo_id: str, private: bool, revision: Optional[
                   token: str, endpoint: str) -> str:
     """create_repo (exist_ok) + branch + upload_folder through huggingface_hub; returns the repo URL."""
     from huggingface_hub import HfApi
+    from huggingface_hub.utils import logging as hub_logging
 
+    # huggingface_hub logs a WARNING per retried request; the outcome is reported in one line instead
+    hub_logging.set_verbosity_error()
     api = HfApi(endpoint=endpoint, token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
