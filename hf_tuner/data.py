@@ -116,24 +116,17 @@ def _first_line(exc: BaseException) -> str:
 
 def load_splits(cfg: DataConfig) -> Splits:
     """The train split and any validation/test split the recipe names (see `finish_splits`)."""
-    train = load_source(cfg.train, cfg, cfg.train_split)
-    sources = {"train": cfg.train}
-    notes: list[str] = []
-    validation = test = None
-    if cfg.validation:
-        validation = load_source(cfg.validation, cfg, cfg.validation_split or "validation")
-        sources["validation"] = cfg.validation
-    elif cfg.validation_split:
-        validation = load_source(cfg.train, cfg, cfg.validation_split)
-        sources["validation"] = f"{cfg.train} [{cfg.validation_split}]"
-    if cfg.test:
-        test = load_source(cfg.test, cfg, cfg.test_split or "test")
-        sources["test"] = cfg.test
-    elif cfg.test_split:
-        test = load_source(cfg.train, cfg, cfg.test_split)
-        sources["test"] = f"{cfg.train} [{cfg.test_split}]"
-    check_not_empty(train, "train", cfg.train)
-    return Splits(train, validation, test, sources, notes)
+    splits = Splits(load_source(cfg.train, cfg, cfg.train_split), None, None, {"train": cfg.train})
+    for name in ("validation", "test"):
+        source, split = getattr(cfg, name), getattr(cfg, f"{name}_split")
+        if source:  # its own file or data set
+            setattr(splits, name, load_source(source, cfg, split or name))
+            splits.sources[name] = source
+        elif split:  # another split of the train data set
+            setattr(splits, name, load_source(cfg.train, cfg, split))
+            splits.sources[name] = f"{cfg.train} [{split}]"
+    check_not_empty(splits.train, "train", cfg.train)
+    return splits
 
 
 def finish_splits(splits: Splits, cfg: DataConfig, seed: int, stratify: Optional[str] = None) -> Splits:

@@ -23,7 +23,6 @@ from .errors import ConfigError, DataError, listing
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column", "prompt_column", "completion_column",
                "source_column", "target_column", "image_column", "source_prefix", "encoding",
                "max_length", "max_target_length", "config_name", "revision", "labels")
-DROP_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 
 
 @dataclass
@@ -251,7 +250,7 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
             raise ConfigError(f"--split {run_split}: without --data a run is evaluated on its own 'validation' or 'test' split")
 
     _quiet_libraries()
-    classifier = "Classification" in task_cls.auto_model
+    classifier = task_cls.classifier
     names, num_labels = model_labels(ref.path) if classifier else (None, 0)
     seed = ref.run_cfg.training.seed if ref.run_cfg is not None else 42
     on_status(f"Loading {'benchmark ' + bench.name if bench else data or ('the run data [' + run_split + ']')} ...")
@@ -324,48 +323,31 @@ def _only_split(splits: Any, which: str) -> Any:
 
 
 def _trainer(task: Any, cfg: Any, model: Any, processing: Any, features: Any, tmp: Path) -> Any:
-    from .run import training_arguments
+    from .run import build_trainer, training_arguments
 
-    args = training_arguments(cfg, task, tmp)
-    return task.trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=None,
-        eval_dataset=features.validation,
-        processing_class=processing,
-        data_collator=task.data_collator(processing),
-        compute_metrics=task.compute_metrics(),
-        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
-        **task.trainer_kwargs(processing),
-    )
-
-
-def _strip(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
-    metrics = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
-    return {k: v for k, v in metrics.items() if k not in DROP_METRICS}
+    return build_trainer(task, training_arguments(cfg, task, tmp), model, processing, None, features.validation)
 
 
 def _run_metrics(trainer: Any, task: Any, features: Any) -> dict[str, Any]:
     """Metrics through the task's Trainer; classifiers also get a per-class report and confusion matrix."""
     import numpy as np
 
-    from .metrics import confusion_matrix, per_class_report, perplexity
+    from .metrics import confusion_matrix, per_class_report
+    from .run import strip_metrics
 
     out: dict[str, Any] = {}
     labels = task.info.get("labels")
-    if labels and "Classification" in task.auto_model:
+    if labels and task.classifier:
         pred = trainer.predict(features.validation, metric_key_prefix="eval")
-        metrics = _strip(pred.metrics, "eval_")
+        metrics = strip_metrics(pred.metrics, "eval")
         predictions = np.asarray(pred.predictions).reshape(-1)
         references = np.asarray(pred.label_ids).reshape(-1)
         out["labels"] = list(labels)
         out["per_class"] = per_class_report(predictions, references, list(labels))
         out["confusion_matrix"] = confusion_matrix(predictions, references, len(labels))
     else:
-        metrics = _strip(trainer.evaluate(eval_dataset=features.validation, metric_key_prefix="eval"), "eval_")
-    metrics.update(task.extra_metrics(trainer, features, "validation"))
-    if task.name == "causal-lm" and "perplexity" not in metrics and "loss" in metrics:
-        metrics["perplexity"] = perplexity(metrics["loss"])
+        metrics = strip_metrics(trainer.evaluate(eval_dataset=features.validation, metric_key_prefix="eval"), "eval")
+    metrics.update(task.extra_metrics(trainer, features, "validation"))  # causal-lm's Trainer adds perplexity itself
     out["metrics"] = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
     return out
 

@@ -195,17 +195,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
     with _process_state(cfg).main_process_first():  # the main process tokenises and caches; the others read the cache
         features = p.task.preprocess(p.splits, p.processing)
     args = training_arguments(cfg, p.task, staging)
-    trainer = p.task.trainer_class()(
-        model=p.model,
-        args=args,
-        train_dataset=features.train,
-        eval_dataset=features.validation,
-        processing_class=p.processing,
-        data_collator=p.task.data_collator(p.processing),
-        compute_metrics=p.task.compute_metrics(),
-        preprocess_logits_for_metrics=p.task.preprocess_logits_for_metrics(),
-        **p.task.trainer_kwargs(p.processing),
-    )
+    trainer = build_trainer(p.task, args, p.model, p.processing, features.train, features.validation)
     results: dict[str, Any] = {
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "device": str(args.device),
@@ -255,12 +245,34 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
     return results
 
 
+def build_trainer(task: Any, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
+    """The task's Trainer with the task's collator and metrics (training and `hf-tuner eval` alike)."""
+    return task.trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processing,
+        data_collator=task.data_collator(processing),
+        compute_metrics=task.compute_metrics(),
+        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
+        **task.trainer_kwargs(processing),
+    )
+
+
+# Trainer metrics about speed, not quality: left out of metrics.json and summaries.
+SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+
+
+def strip_metrics(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`{prefix}_accuracy`-style Trainer metrics -> `accuracy`, without the speed figures."""
+    metrics = {k.removeprefix(f"{prefix}_"): v for k, v in raw.items() if k.startswith(f"{prefix}_")}
+    return {k: v for k, v in metrics.items() if k not in SPEED_METRICS}
+
+
 def _evaluate(trainer: Any, task: Any, features: Any, split: str) -> dict[str, float]:
     ds = getattr(features, split)
-    raw = trainer.evaluate(eval_dataset=ds, metric_key_prefix=split)
-    prefix = f"{split}_"
-    metrics = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
-    metrics = {k: v for k, v in metrics.items() if k not in ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")}
+    metrics = strip_metrics(trainer.evaluate(eval_dataset=ds, metric_key_prefix=split), split)
     metrics.update(task.extra_metrics(trainer, features, split))
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 

@@ -44,6 +44,7 @@ class Task:
     lora_modules_to_save: list[str] = []  # heads to train fully next to the LoRA adapter
     tokenizer_kind: str = "causal"  # special tokens for a tokenizer trained from scratch
     primary_metric: str = "loss"  # the metric that says whether training helped
+    classifier: bool = False  # predicts one of the data's labels (id2label on the model config)
     greater_is_better: bool = False
 
     def __init__(self, cfg: RunConfig):

@@ -33,6 +33,7 @@ class ImageClassification(Task):
     peft_task_type = None  # peft has no TaskType for image classification ...
     lora_modules_to_save = ["classifier"]  # ... so the new head is listed to train fully
     primary_metric = "accuracy"
+    classifier = True
     greater_is_better = True
 
     # the same argmax + accuracy / macro-F1 as text classification

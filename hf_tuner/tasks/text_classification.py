@@ -14,6 +14,7 @@ class TextClassification(Task):
     peft_task_type = "SEQ_CLS"  # peft then trains the classifier head fully (modules_to_save)
     tokenizer_kind = "encoder"
     primary_metric = "accuracy"
+    classifier = True
     greater_is_better = True
 
     def text_columns(self) -> list[str]:
