@@ -2,14 +2,14 @@
 columns mean what (recipe `data.*_column` keys), the task it fits and the metrics it reports.
 
 `--data PATH` swaps the Hub source for a local copy of the same data (same columns), so a benchmark
-also runs offline. Nothing here imports torch or datasets.
+also runs offline. Nothing here imports torch or datasets at import time.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, DataError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,43 @@ def get_benchmark(name: str) -> Benchmark:
         f"unknown benchmark '{name}'{did_you_mean(name, benchmark_names())}; "
         f"benchmarks: {', '.join(benchmark_names())} (see hf-tuner eval --list-benchmarks)"
     )
+
+
+def prepare_benchmark_data(bench: Any, override: Optional[str], split: Optional[str], max_samples: Optional[int], seed: int) -> str:
+    """Load a benchmark's data (its Hub data set, or the local copy in `override`), give integer
+    labels their names, flatten nested fields, keep `max_samples` rows (seeded) and write the result
+    to the hf-tuner cache as Parquet. Returns that file: from then on it is an ordinary local source."""
+    from .config import DataConfig
+    from .data import fingerprint, limit_rows, load_source
+    from .packaged import cache_root
+
+    source = override or bench.dataset
+    split = split or bench.split
+    cfg = DataConfig(train=source, config_name=None if override else bench.config)
+    try:
+        ds = load_source(source, cfg, split)
+    except DataError as exc:
+        if override:
+            raise
+        raise DataError(f"{exc} (benchmark {bench.name}: point --data at a local copy of {bench.dataset} to run offline)") from None
+    if bench.flatten:
+        ds = ds.flatten()
+        mapping = {k: v for k, v in bench.flatten.items() if k in ds.column_names}
+        if mapping:
+            ds = ds.rename_columns(mapping)
+    ds = limit_rows(ds, max_samples, seed)
+    label_col = bench.columns.get("label_column")
+    if bench.label_names and label_col and label_col in ds.column_names:
+        from datasets import ClassLabel, Value
+
+        feature = ds.features[label_col]
+        if isinstance(feature, Value) and feature.dtype.startswith("int"):
+            ds = ds.cast_column(label_col, ClassLabel(names=list(bench.label_names)))
+    folder = cache_root() / "eval-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{bench.name}-{fingerprint(ds._fingerprint, source, split, max_samples, seed)}.parquet"
+    if not out.is_file():
+        tmp = out.with_suffix(".tmp.parquet")
+        ds.to_parquet(str(tmp))
+        tmp.replace(out)
+    return str(out)

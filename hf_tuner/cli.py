@@ -90,11 +90,18 @@ def recipes_list() -> None:
 
 @recipes_app.command("show")
 @handle_errors
-def recipes_show(name: str = typer.Argument(..., help="Recipe name or YAML path.")) -> None:
-    """Print a recipe's YAML."""
-    from .recipes import resolve_recipe
+def recipes_show(
+    name: str = typer.Argument(..., help="Recipe name or YAML path."),
+    keys: bool = typer.Option(False, "--keys", help="Also list the data: keys of the recipe's task and their defaults."),
+) -> None:
+    """Print a recipe's YAML (with --keys: and every data: key its task takes)."""
+    from .config import read_yaml
+    from .recipes import resolve_recipe, task_keys
 
-    typer.echo(resolve_recipe(name).read_text(encoding="utf-8"), nl=False)
+    path = resolve_recipe(name)
+    typer.echo(path.read_text(encoding="utf-8"), nl=False)
+    if keys:
+        typer.echo("\n".join(task_keys(str(read_yaml(path).get("task")))))
 
 
 @recipes_app.command("copy")
@@ -120,7 +127,7 @@ def validate(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Check a recipe and its data without training, and print what would run."""
-    from .config import load_config
+    from .recipes import load_config
     from .run import describe, plan
 
     cfg = load_config(recipe, overrides or [])
@@ -141,9 +148,8 @@ def train(
     """Fine-tune as a recipe says and write a run folder."""
     from pathlib import Path
 
-    from .config import load_config
     from .launch import launch, under_launcher
-    from .recipes import resolve_recipe
+    from .recipes import load_config, resolve_recipe
     from .run import train as run_train
 
     cfg = load_config(recipe, overrides or [])  # fail on a bad recipe before starting any process
@@ -194,13 +200,8 @@ def predict(
         raise ConfigError("nothing to predict: give inputs as arguments or --file FILE")
     results = run_predict(run_dir, items, top_k=top_k, max_new_tokens=max_new_tokens, do_sample=do_sample,
                           temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed)
-    for r in results:
-        if as_json:
-            typer.echo(json.dumps(r, ensure_ascii=False))
-        elif "top" in r:
-            typer.echo(f"{r['input']}\t" + "  ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"]))
-        else:
-            typer.echo(f"{r['input']}\t-> {r['output']}")
+    for result, line in results:
+        typer.echo(json.dumps(result, ensure_ascii=False) if as_json else line)
 
 
 @app.command("eval")
@@ -235,7 +236,7 @@ def eval_command(
         raise ConfigError("missing MODEL: give a run folder or a model (or --list-benchmarks)")
     status = lambda m: typer.echo(m, err=True)  # noqa: E731
     if harness:
-        from .evaluation import run_harness
+        from .harness import run_harness
 
         res = run_harness(model, harness, harness_include, batch_size, max_samples, output, task, on_status=status)
         for name, entry in res["harness"].items():

@@ -1,78 +1,22 @@
 """The recipe schema: pydantic models (unknown keys are errors), YAML loading, dotted overrides.
 
-A recipe says *what* to tune; the task modules say *how*. Everything here is cheap to import
-(no torch, no transformers) so that ``hf-tuner recipes list`` and ``--help`` stay fast.
+A recipe says *what* to tune; the task modules say *how*. This module holds the sections every
+recipe shares; each task declares its own `data:` part (a `DataConfig` subclass) and names the
+arguments class its `training:` keys are checked against, and `tasks.recipe_model(task)` joins
+them into the schema of that task's recipes. Everything here is cheap to import (no torch, no
+transformers) so that ``hf-tuner recipes list`` and ``--help`` stay fast.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from . import arguments
 from .errors import ConfigError, did_you_mean
-
-TASKS = (
-    "text-classification",
-    "causal-lm",
-    "seq2seq",
-    "image-classification",
-)
-
-# Every `transformers.TrainingArguments` / `Seq2SeqTrainingArguments` field of transformers 5.23
-# (tests/test_config.py checks this list against the installed transformers). Kept as a literal so
-# that loading a recipe never imports transformers.
-TRAINING_ARGUMENT_NAMES = frozenset(
-    """per_device_train_batch_size num_train_epochs max_steps learning_rate lr_scheduler_type
-    lr_scheduler_kwargs warmup_steps optim optim_args weight_decay adam_beta1 adam_beta2 adam_epsilon
-    optim_target_modules gradient_accumulation_steps average_tokens_across_devices max_grad_norm
-    label_smoothing_factor bf16 fp16 bf16_full_eval fp16_full_eval tf32 activation_checkpointing
-    activation_checkpointing_kwargs gradient_checkpointing gradient_checkpointing_kwargs torch_compile
-    torch_compile_backend torch_compile_mode use_liger_kernel liger_kernel_config use_cache
-    neftune_noise_alpha torch_empty_cache_steps auto_find_batch_size logging_strategy logging_steps
-    logging_first_step log_on_each_node logging_nan_inf_filter include_num_input_tokens_seen log_level
-    log_level_replica disable_tqdm report_to run_name project trackio_space_id trackio_bucket_id
-    trackio_static_space_id eval_strategy eval_steps eval_delay per_device_eval_batch_size
-    prediction_loss_only eval_on_start eval_do_concat_batches eval_use_gather_object
-    eval_accumulation_steps include_for_metrics batch_eval_metrics save_only_model save_strategy
-    save_steps save_on_each_node save_total_limit enable_jit_checkpoint load_best_model_at_end
-    metric_for_best_model greater_is_better ignore_data_skip restore_callback_states_from_checkpoint
-    full_determinism seed data_seed use_cpu accelerator_config parallelism_config
-    dataloader_drop_last dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers
-    dataloader_prefetch_factor dataloader_multiprocessing_context dataloader_in_order
-    remove_unused_columns label_names train_sampling_strategy length_column_name
-    ddp_find_unused_parameters ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph ddp_backend
-    ddp_timeout fsdp fsdp_config deepspeed debug skip_memory_metrics resume_from_checkpoint
-    predict_with_generate generation_config generation_num_beams sortish_sampler
-    generation_max_length push_to_hub hub_token hub_private_repo hub_model_id hub_strategy
-    hub_always_push hub_revision output_dir do_train do_eval do_predict local_rank""".split()
-)
-
-# TrainingArguments names that hf-tuner owns elsewhere in the recipe, with where they went.
-TRAINING_ARGUMENTS_OWNED = {
-    "output_dir": "use the top-level `output_dir` key or --output-dir",
-    "push_to_hub": "use `hub.push: true`",
-    "hub_token": "never put a token in a recipe: set HF_TOKEN or run `hf auth login`",
-    "hub_model_id": "use `hub.repo_id`",
-    "hub_private_repo": "use `hub.private`",
-    "hub_strategy": "use the `hub:` section",
-    "hub_always_push": "use the `hub:` section",
-    "hub_revision": "use `hub.revision`",
-    "do_train": "hf-tuner always trains in `train` and evaluates in `eval`",
-    "do_eval": "set `training.eval_strategy`",
-    "do_predict": "use `hf-tuner predict`",
-    "local_rank": "set by the launcher",
-}
-# Names that used to be TrainingArguments and now have another name: answered directly.
-TRAINING_ARGUMENTS_RENAMED = {
-    "evaluation_strategy": "eval_strategy",
-    "no_cuda": "use_cpu",
-    "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
-    "group_by_length": "train_sampling_strategy: group_by_length",
-    "overwrite_output_dir": "the --overwrite flag of `hf-tuner train`",
-}
-
 
 class Strict(BaseModel):
     """Base for every recipe section: unknown keys are errors."""
@@ -123,17 +67,16 @@ class ModelConfig(Strict):
                 "set exactly one of model.name_or_path (a Hub id, a folder or packaged:NAME) "
                 "and model.from_scratch (a model_type plus config values)"
             )
-        if self.from_scratch and not (self.tokenizer and (self.tokenizer.train or self.tokenizer.name_or_path)):
-            if self.from_scratch.model_type not in ("vit", "deit", "beit", "convnext", "resnet", "swin"):
-                raise ValueError(
-                    "a model built from scratch needs a tokenizer: set model.tokenizer.train=true "
-                    "or model.tokenizer.name_or_path"
-                )
         return self
+
+    def has_tokenizer_source(self) -> bool:
+        """True when a tokenizer comes with the model or is named / trained by the recipe."""
+        return bool(self.name_or_path or (self.tokenizer and (self.tokenizer.train or self.tokenizer.name_or_path)))
 
 
 class DataConfig(Strict):
-    """Where the data comes from and which columns mean what."""
+    """`data:` keys every task has: where the data comes from, splits and sizes. A task's own
+    `data_schema` subclasses it with its columns and options (see the task modules)."""
 
     train: str
     validation: Optional[str] = None
@@ -144,26 +87,23 @@ class DataConfig(Strict):
     validation_split: Optional[str] = None
     test_split: Optional[str] = None
     encoding: Optional[str] = None
-    # columns
-    text_column: str = "text"
-    text_pair_column: Optional[str] = None
-    label_column: str = "label"
-    prompt_column: Optional[str] = None
-    completion_column: Optional[str] = None
-    source_column: str = "source"
-    target_column: str = "target"
-    source_prefix: str = ""
-    image_column: str = "image"
-    labels: Optional[list[str]] = None
-    # splits and sizes
     validation_size: float = Field(0.1, gt=0, lt=1)
     test_size: Optional[float] = Field(None, gt=0, lt=1)
     max_train_samples: Optional[int] = Field(None, ge=1)
     max_eval_samples: Optional[int] = Field(None, ge=1)
-    max_length: int = Field(128, ge=8)
-    max_target_length: int = Field(64, ge=4)
-    packing: bool = False
-    augment: bool = False
+
+    @classmethod
+    def column_keys(cls) -> list[str]:
+        """This task's own `data:` keys (columns and options), the ones `eval --column` may set."""
+        common = set(DataConfig.model_fields) - {"encoding", "config_name", "revision"}
+        return [k for k in cls.model_fields if k not in common]
+
+
+class LabelledData(BaseModel):
+    """`data:` keys of a classifier: the label column and which labels to keep."""
+
+    label_column: str = "label"
+    labels: Optional[list[str]] = None
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -194,10 +134,13 @@ class MethodConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    """`TrainingArguments` names, passed through. The common ones are typed here; any other real
-    TrainingArguments name is accepted and type-checked by transformers when the run starts."""
+    """Names of the task's arguments class (`TrainingArguments` unless the task says otherwise),
+    passed through. The common ones are typed here; any other real name of that class is accepted
+    and type-checked by the class when the run starts. Keys left unset take the task's defaults
+    (`Task.training_defaults`), then the class's own."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True, protected_namespaces=())
+    arguments: ClassVar[str] = "transformers:TrainingArguments"
 
     learning_rate: Optional[float] = Field(None, gt=0)
     num_train_epochs: float = Field(3.0, gt=0)
@@ -219,7 +162,7 @@ class TrainingConfig(Strict):
     logging_steps: float = 10
     gradient_checkpointing: bool = False
     max_grad_norm: float = 1.0
-    train_sampling_strategy: Literal["random", "sequential", "group_by_length", "batch_rebalance"] = "random"
+    train_sampling_strategy: Optional[Literal["random", "sequential", "group_by_length", "batch_rebalance"]] = None
     report_to: Union[str, list[str]] = "none"
     dataloader_num_workers: int = Field(0, ge=0)
     use_cpu: bool = False
@@ -227,18 +170,34 @@ class TrainingConfig(Strict):
     metric_for_best_model: Optional[str] = None
 
     @model_validator(mode="after")
-    def _only_training_arguments(self):
+    def _only_argument_names(self):
+        names = arguments.names_of(self.arguments)
+        cls_name = arguments.class_name(self.arguments)
         for key in self.model_extra or {}:
-            if key in TRAINING_ARGUMENTS_RENAMED:
-                raise ValueError(f"'{key}' is gone from transformers 5: use {TRAINING_ARGUMENTS_RENAMED[key]}")
-            if key in TRAINING_ARGUMENTS_OWNED:
-                raise ValueError(f"'{key}' is not set in training: {TRAINING_ARGUMENTS_OWNED[key]}")
-            if key not in TRAINING_ARGUMENT_NAMES:
-                known = set(TRAINING_ARGUMENT_NAMES) - set(TRAINING_ARGUMENTS_OWNED)
-                raise ValueError(f"'{key}' is not a TrainingArguments name{did_you_mean(key, known)}")
+            if key in arguments.RENAMED and key not in names:
+                raise ValueError(f"'{key}' is gone from transformers 5: use {arguments.RENAMED[key]}")
+            if key in arguments.OWNED:
+                raise ValueError(f"'{key}' is not set in training: {arguments.OWNED[key]}")
+            if key not in names:
+                known = set(names) - set(arguments.OWNED)
+                raise ValueError(f"'{key}' is not a {cls_name} name{did_you_mean(key, known)}")
         if self.fp16 and self.bf16:
             raise ValueError("set at most one of training.bf16 and training.fp16")
         return self
+
+    def set_by_recipe(self) -> dict[str, Any]:
+        """The values the recipe (or an override) set, typed: what wins over the task's defaults."""
+        values = self.model_dump(exclude_unset=True)
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def training_model(arguments_path: str) -> type[TrainingConfig]:
+    """The `training:` schema of a task whose arguments class is at `arguments_path`."""
+    if arguments_path == TrainingConfig.arguments:
+        return TrainingConfig
+    name = arguments.class_name(arguments_path) + "Section"
+    return type(name, (TrainingConfig,), {"__annotations__": {"arguments": ClassVar[str]}, "arguments": arguments_path,
+                                          "__module__": __name__})
 
 
 class EvalConfig(Strict):
@@ -267,14 +226,14 @@ class HubConfig(Strict):
 
 
 class RunConfig(Strict):
-    """A whole recipe."""
+    """A whole recipe. `data` and `training` hold the task's own schemas (see `tasks.recipe_model`)."""
 
-    task: Literal[TASKS]  # type: ignore[valid-type]
+    task: str
     description: str = ""
     model: ModelConfig
-    data: DataConfig
+    data: SerializeAsAny[DataConfig]
     method: MethodConfig = Field(default_factory=MethodConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    training: SerializeAsAny[TrainingConfig] = Field(default_factory=TrainingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     hub: HubConfig = Field(default_factory=HubConfig)
     output_dir: Optional[str] = None
@@ -285,7 +244,28 @@ class RunConfig(Strict):
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading, overrides and error messages
+# YAML, overrides and error messages
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML as recipes mean it: only true/false are booleans. PyYAML follows YAML 1.1, where `no`,
+    `off`, `yes` and `on` are booleans too, so `training.eval_strategy=no` (how TrainingArguments
+    spells it) would reach the schema as False. Boolean fields still accept those words."""
+
+
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_RecipeLoader.add_implicit_resolver(  # 3e-5 is a float (YAML 1.1 wants 3.0e-5)
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe YAML (see `_RecipeLoader`)."""
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
@@ -297,16 +277,16 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not key=value (e.g. training.learning_rate=3e-5)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, str) and _looks_like_float(value):
+        if isinstance(value, str) and looks_like_float(value):
             value = float(value)  # YAML 1.1 reads 3e-5 as a string
         parsed.append((key.split("."), value))
     return parsed
 
 
-def _looks_like_float(text: str) -> bool:
+def looks_like_float(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -337,7 +317,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -348,33 +328,32 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_config(data: dict[str, Any], source: str = "recipe") -> RunConfig:
-    """Validate plain data into a RunConfig, turning pydantic's report into one clear line."""
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+def format_validation_error(exc: ValidationError, model: type[BaseModel] = RunConfig,
+                            elsewhere: Optional[dict[str, str]] = None) -> str:
+    """Every pydantic error as `key.path: what is wrong`, unknown keys first (a typo in a section
+    name is usually what causes the "missing key" errors after it), in one line. `elsewhere` maps
+    `data:` keys of other tasks to the task that has them."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    messages: list[str] = []
+    for err in errors:
+        text = _describe_error(err, model, elsewhere or {})
+        if text not in messages:
+            messages.append(text)
+    if len(messages) == 1:
+        return messages[0]
+    return f"{len(messages)} problems: " + "; ".join(messages)
 
 
-def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
-    """Recipe name or YAML path + `key=value` overrides -> validated RunConfig."""
-    from .recipes import resolve_recipe
-
-    path = resolve_recipe(recipe)
-    data = apply_overrides(read_yaml(path), overrides or [])
-    return build_config(data, source=str(path) if not overrides else f"{path} (with overrides)")
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as `key.path: what is wrong`, with a did-you-mean for unknown keys."""
-    err = exc.errors()[0]
+def _describe_error(err: dict[str, Any], model: type[BaseModel], elsewhere: dict[str, str]) -> str:
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
     dotted = ".".join(loc) or "recipe"
     kind = err["type"]
     if kind == "extra_forbidden":
-        fields = _fields_at(loc[:-1])
+        fields = _fields_at(model, loc[:-1])
         where = f"in '{'.'.join(loc[:-1])}'" if loc[:-1] else "at the top level"
-        valid = f"; valid keys: {', '.join(sorted(fields))}" if fields and len(fields) <= 12 else ""
+        if loc[:-1] == ["data"] and loc[-1] in elsewhere:
+            return f"unknown key '{dotted}': it is a key of {elsewhere[loc[-1]]} data, not of this task's; valid keys: {', '.join(fields)}"
+        valid = f"; valid keys: {', '.join(sorted(fields))}" if fields and len(fields) <= 24 else ""
         return f"unknown key '{dotted}' {where}{did_you_mean(loc[-1], fields)}{valid}"
     if kind == "missing":
         return f"missing required key '{dotted}'"
@@ -387,8 +366,7 @@ def format_validation_error(exc: ValidationError) -> str:
     return f"'{dotted}' has a bad value {err.get('input')!r}: {msg}"
 
 
-def _fields_at(path: list[str]) -> list[str]:
-    model: Any = RunConfig
+def _fields_at(model: Any, path: list[str]) -> list[str]:
     for part in path:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
@@ -402,6 +380,10 @@ def _model_of(annotation: Any) -> Any:
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
         found = _model_of(arg)
+        if found is not None:
+            return found
+    for meta in getattr(annotation, "__metadata__", ()) or ():  # SerializeAsAny[...] and other Annotated
+        found = _model_of(meta) if isinstance(meta, type) else None
         if found is not None:
             return found
     return None

@@ -261,6 +261,22 @@ def encode_labels(splits: Splits, column: str, wanted: Optional[list[str]]) -> t
     return out, labels
 
 
+def align_labels(ds: Any, data_labels: list[str], model_labels: list[str]) -> Any:
+    """Re-number a split's `labels` column from the data's label order to the model's, by name."""
+    unknown = [l for l in data_labels if l not in model_labels]
+    if unknown:
+        raise DataError(f"the data has label(s) {listing(unknown)} that the model does not know (its labels: "
+                        f"{listing(model_labels)}): keep only known ones with --column 'labels=[...]'")
+    if list(data_labels) == list(model_labels):
+        return ds
+    from datasets import ClassLabel, Value
+
+    mapping = [model_labels.index(l) for l in data_labels]
+    ds = ds.cast_column("labels", Value("int64"))
+    ds = ds.map(lambda batch: {"labels": [mapping[i] for i in batch["labels"]]}, batched=True, desc="Matching labels")
+    return ds.cast_column("labels", ClassLabel(names=list(model_labels)))
+
+
 def _label_sort_key(label: str):
     try:
         return (0, float(label), "")

@@ -85,3 +85,13 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
+
+
+# Trainer metrics about speed, not quality: left out of metrics.json and summaries.
+SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+
+
+def strip_metrics(raw: dict, prefix: str) -> dict:
+    """`{prefix}_accuracy`-style Trainer metrics -> `accuracy`, without the speed figures."""
+    metrics = {k.removeprefix(f"{prefix}_"): v for k, v in raw.items() if k.startswith(f"{prefix}_")}
+    return {k: v for k, v in metrics.items() if k not in SPEED_METRICS}

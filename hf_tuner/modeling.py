@@ -1,5 +1,6 @@
 """Models and tokenizers: load from the Hub / a folder / `packaged:`, build from scratch, train a
-tokenizer, switch LoRA on, count parameters, save a run's model and load it back."""
+tokenizer, switch LoRA on, count parameters, pick the precision. (A run folder's model files are
+`rundir`'s.)"""
 from __future__ import annotations
 
 import json
@@ -34,7 +35,6 @@ LORA_TARGETS: dict[str, list[str]] = {
     "vit": ["q_proj", "v_proj"],
     "deit": ["q_proj", "v_proj"],
 }
-ADAPTER_DIR = "adapter"
 
 
 def model_source(cfg: ModelConfig) -> str:
@@ -84,7 +84,7 @@ def load_config_for(cfg: ModelConfig, **config_kwargs: Any):
         raise describe_load_error(name, exc) from None
 
 
-def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None):
+def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None, notes: Optional[list[str]] = None):
     """Instantiate `auto_class` (e.g. AutoModelForSequenceClassification) with pretrained weights
     when the recipe names a checkpoint, or freshly initialised for `from_scratch`."""
     if cfg.from_scratch is not None:
@@ -217,64 +217,34 @@ def is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
 
 
-def save_model(model: Any, processing_class: Any, run_dir: Path, save_merged: bool = True) -> dict[str, str]:
-    """Save a trained model into `run_dir` so `from_pretrained(run_dir)` works.
+def load_processing(auto_name: str, path: str | Path) -> Any:
+    """A trained model's tokenizer or processor (`auto_name`: AutoTokenizer, AutoImageProcessor...)."""
+    import transformers
 
-    LoRA: the adapter goes to `run_dir/adapter/` (with its base model path absolute) and, when
-    `save_merged`, the merged full model to `run_dir/`. Returns {"model": ..., "adapter": ...} paths.
-    """
-    saved: dict[str, str] = {}
-    if is_peft(model):
-        adapter_dir = run_dir / ADAPTER_DIR
-        model.save_pretrained(adapter_dir)
-        _absolute_base_path(adapter_dir)
-        if processing_class is not None:
-            processing_class.save_pretrained(adapter_dir)
-        saved["adapter"] = str(adapter_dir)
-        if save_merged:
-            merged = model.merge_and_unload()
-            merged.save_pretrained(run_dir)
-            saved["model"] = str(run_dir)
-        else:  # the config alone (num_labels, id2label) so load_trained rebuilds the right head
-            model.get_base_model().config.save_pretrained(run_dir)
-    else:
-        model.save_pretrained(run_dir)
-        saved["model"] = str(run_dir)
-    if processing_class is not None:
-        processing_class.save_pretrained(run_dir)
-    return saved
+    try:
+        return getattr(transformers, auto_name).from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise describe_load_error(str(path), exc) from None
 
 
-def _absolute_base_path(adapter_dir: Path) -> None:
-    path = adapter_dir / "adapter_config.json"
-    data = json.loads(path.read_text())
-    base = data.get("base_model_name_or_path")
-    if base and Path(base).exists():
-        data["base_model_name_or_path"] = str(Path(base).resolve())
-        path.write_text(json.dumps(data, indent=2))
+def model_labels(model_path: str) -> tuple[Optional[list[str]], int]:
+    """(label names in id order, num_labels) of a classifier; names None when they are LABEL_0.. defaults."""
+    from transformers import AutoConfig
 
-
-def load_trained(auto_class: Any, run_dir: Path, adapter: bool = False):
-    """Load a run's model: the full (merged) model at the root, or base + adapter with `adapter=True`
-    (also used when a LoRA run saved no merged copy)."""
-    run_dir = Path(run_dir)
-    has_full = (run_dir / "config.json").is_file() and any(run_dir.glob("*.safetensors"))
-    if adapter or not has_full:
-        adapter_dir = run_dir / ADAPTER_DIR if (run_dir / ADAPTER_DIR).is_dir() else run_dir
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise ConfigError(f"{run_dir} holds no model: no config.json with weights and no LoRA adapter")
-        from peft import PeftModel
-
-        config = json.loads((adapter_dir / "adapter_config.json").read_text())
-        base_name = config["base_model_name_or_path"]
-        base_kwargs = {}
-        if (run_dir / "config.json").is_file():  # the run's config carries num_labels / id2label
-            from transformers import AutoConfig
-
-            base_kwargs["config"] = AutoConfig.from_pretrained(run_dir)
-        base = auto_class.from_pretrained(base_name, **base_kwargs)
-        return PeftModel.from_pretrained(base, adapter_dir)
-    return auto_class.from_pretrained(run_dir)
+    path = Path(model_path)
+    source = model_path
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
+        source = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise describe_load_error(source, exc) from None
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    n = getattr(config, "num_labels", len(id2label))
+    names = [id2label[i] for i in range(len(id2label))] if id2label else None
+    if names and all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+        names = None
+    return names, n
 
 
 def choose_precision(cfg: RunConfig) -> dict[str, bool]:
@@ -294,3 +264,24 @@ def choose_precision(cfg: RunConfig) -> dict[str, bool]:
     if bf16 is None and fp16 is None:
         return {"bf16": bool(bf16_ok), "fp16": bool(cuda and not bf16_ok)}
     return {"bf16": bool(bf16), "fp16": bool(fp16)}
+
+
+def quiet_libraries() -> None:
+    """Keep the console for progress bars and hf-tuner's own lines."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # weight-loading bars; training keeps its own
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def has_accelerator() -> bool:
+    """True when a CUDA or MPS device is there."""
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())

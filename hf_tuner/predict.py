@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .run import load_run
+from .modeling import quiet_libraries
+from .rundir import load_run
 from .tasks import get_task
 
 
-def predict(run_dir: str, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
-    """One result per input: {"input", "label", "top": [...]} for classifiers, {"input", "output"}
-    for generators. The run's config.yaml says which task (and so which model class) to use."""
-    from .run import _quiet_libraries
-
-    path, cfg, _ = load_run(run_dir)
-    _quiet_libraries()
-    return get_task(cfg.task).predict(path, inputs, **options)
+def predict(run_dir: str, inputs: list[str], **options: Any) -> list[tuple[dict[str, Any], str]]:
+    """One (result, printable line) per input. A result is {"input", "label", "top": [...]} for
+    classifiers and {"input", "output"} for generators; the run's config says which task it is."""
+    run = load_run(run_dir)
+    quiet_libraries()
+    task = get_task(run.cfg.task)(run.cfg)
+    loaded = task.load_trained(run.path)
+    return [(r, task.format_result(r)) for r in task.predict(loaded, inputs, **options)]

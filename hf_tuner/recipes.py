@@ -1,12 +1,15 @@
-"""Bundled recipes: find, list, show and copy them. Every CLI verb that takes a RECIPE reads here."""
+"""Recipes: find, list, show and copy the bundled ones, and load any recipe (file + overrides) into
+the validated RunConfig of its task. Every CLI verb that takes a RECIPE reads here."""
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from .config import RunConfig
 from .errors import ConfigError, did_you_mean
 
 
@@ -63,3 +66,56 @@ def copy_recipe(name: str, dest: str, force: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target
+
+
+def build_config(data: dict[str, Any], source: str = "recipe") -> RunConfig:
+    """Validate plain recipe data into the RunConfig of its task, reporting every mistake in one
+    line (unknown keys first), then the task's own cross-field checks."""
+    from pydantic import ValidationError
+
+    from .config import format_validation_error
+    from .tasks import data_keys_elsewhere, get_task, recipe_model, task_names
+
+    task = data.get("task")
+    if task is None:
+        fields = list(RunConfig.model_fields)
+        problems = [f"unknown key '{k}' at the top level{did_you_mean(str(k), fields)}" for k in data if k not in fields]
+        problems.append(f"missing required key 'task' (one of: {', '.join(task_names())})")
+        raise ConfigError(f"{source}: " + (problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)))
+    if not isinstance(task, str):
+        raise ConfigError(f"{source}: 'task' must be a task name (one of: {', '.join(task_names())})")
+    task_cls = get_task(task)
+    model = recipe_model(task)
+    try:
+        cfg = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc, model, data_keys_elsewhere(task))}") from None
+    problems = task_cls.check_config(cfg)
+    if problems:
+        raise ConfigError(f"{source}: " + ("; ".join(problems) if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)))
+    return cfg
+
+
+def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
+    """Recipe name or YAML path + `key=value` overrides -> validated RunConfig."""
+    from .config import apply_overrides, read_yaml
+
+    path = resolve_recipe(recipe)
+    data = apply_overrides(read_yaml(path), overrides or [])
+    return build_config(data, source=str(path) if not overrides else f"{path} (with overrides)")
+
+
+def task_keys(task: str) -> list[str]:
+    """Lines describing what a task's recipes take: its `data:` keys with their defaults, and the
+    arguments class its `training:` keys are checked against (for `recipes show --keys`)."""
+    from .arguments import class_name, names_of
+    from .tasks import get_task
+
+    task_cls = get_task(task)
+    lines = [f"# task {task}: data keys (default)"]
+    for key, field in task_cls.data_schema.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        lines.append(f"#   data.{key:<22} {default}")
+    lines.append(f"# training: any {class_name(task_cls.arguments)} name ({len(names_of(task_cls.arguments))} names; "
+                 f"`{task_cls.arguments}`)")
+    return lines

@@ -53,6 +53,9 @@ def cli():
 def assert_clean_error(result: Result, code: int = 2, *needles: str) -> None:
     """A failure the way users should see it: the exit code, one `error:` line, no traceback."""
     assert result.exit_code == code, (result.exit_code, result.output)
+    # the in-process runner keeps an escaped exception in `result.exception` and prints no traceback:
+    # a clean failure is a SystemExit raised by the CLI's error handler, nothing else
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output, result.output
     lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1, result.stderr

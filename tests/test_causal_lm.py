@@ -231,7 +231,7 @@ def test_lora_end_to_end_on_the_trained_model(full_run, cli, tmp_path):
     """gpt2-tweets-lora on the tiny run above: prompt = sentiment label, completion = tweet."""
     from transformers import AutoModelForCausalLM
 
-    from hf_tuner.modeling import load_trained
+    from hf_tuner.rundir import load_trained
 
     base, result = full_run
     assert result.exit_code == 0, result.output

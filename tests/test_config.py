@@ -6,24 +6,20 @@ import dataclasses
 import pytest
 import yaml
 
-from hf_tuner.config import (
-    TRAINING_ARGUMENT_NAMES,
-    apply_overrides,
-    build_config,
-    load_config,
-    parse_overrides,
-)
+from hf_tuner.arguments import ARGUMENT_NAMES
+from hf_tuner.config import apply_overrides, parse_overrides
 from hf_tuner.errors import ConfigError
-from hf_tuner.recipes import copy_recipe, list_recipes, resolve_recipe
+from hf_tuner.recipes import build_config, copy_recipe, list_recipes, load_config, resolve_recipe
 
 MINIMAL = {"task": "text-classification", "model": {"name_or_path": "m"}, "data": {"train": "t.csv"}}
 
 
-def test_training_argument_names_match_installed_transformers():
-    from transformers import Seq2SeqTrainingArguments
+@pytest.mark.parametrize("path", sorted(ARGUMENT_NAMES))
+def test_argument_names_match_the_installed_library(path):
+    from hf_tuner.arguments import import_object
 
-    installed = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
-    assert TRAINING_ARGUMENT_NAMES == installed
+    installed = {f.name for f in dataclasses.fields(import_object(path))}
+    assert ARGUMENT_NAMES[path] == installed
 
 
 def test_overrides_are_parsed_as_yaml_and_typed_by_the_schema():

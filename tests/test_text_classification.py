@@ -15,7 +15,8 @@ SLICE = ["data.max_train_samples=400", "data.max_eval_samples=200", "data.max_le
 
 def majority_share(run_dir) -> float:
     """The accuracy of always answering the most common validation label."""
-    from hf_tuner.config import build_config, read_yaml
+    from hf_tuner.config import read_yaml
+    from hf_tuner.recipes import build_config
     from hf_tuner.tasks.text_classification import TextClassification
 
     task = TextClassification(build_config(read_yaml(run_dir / "config.yaml")))
@@ -104,7 +105,7 @@ def test_lora_training_saves_adapter_and_merged_model(cli, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from hf_tuner.modeling import load_trained
+    from hf_tuner.rundir import load_trained
 
     out = tmp_path / "lora"
     # 50 steps is few for LoRA: a higher rate than the recipe's (measured: 0.81 vs 0.725 majority)

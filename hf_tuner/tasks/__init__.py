@@ -1,25 +1,108 @@
-"""The task registry: task name -> the class that knows how to train it (imported on demand)."""
+"""The task registry: task name -> the Task class that knows how to train it (imported on demand).
+
+A new task is one module with a `Task` subclass plus one registration, either a line in
+`REGISTRY` below, a `register(name, "package.module:Class")` call, or an entry point in the
+`hf_tuner.tasks` group of another package::
+
+    [project.entry-points."hf_tuner.tasks"]
+    my-task = "my_package.my_task:MyTask"
+
+Everything else (recipe schema, `validate`, `train`, `predict`, `eval`, `push`, the model card)
+asks the task class.
+"""
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Union
 
 from ..errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
-    from .base import Task
+    from ..config import RunConfig
 
-REGISTRY: dict[str, str] = {
+REGISTRY: dict[str, Union[str, type]] = {
     "text-classification": "hf_tuner.tasks.text_classification:TextClassification",
     "causal-lm": "hf_tuner.tasks.causal_lm:CausalLM",
     "seq2seq": "hf_tuner.tasks.seq2seq:Seq2Seq",
     "image-classification": "hf_tuner.tasks.image_classification:ImageClassification",
 }
+ENTRY_POINT_GROUP = "hf_tuner.tasks"
+_discovered = False
 
 
-def get_task(name: str) -> "type[Task]":
-    """The Task class registered under `name`."""
+def register(name: str, target: Union[str, type]) -> None:
+    """Make task `name` available: `target` is a Task subclass or its "module:Class" path."""
+    REGISTRY[name] = target
+    recipe_model.cache_clear()
+
+
+def _discover() -> None:
+    """Add tasks that installed packages declare as `hf_tuner.tasks` entry points (once)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        REGISTRY.setdefault(ep.name, ep.value)
+
+
+def task_names() -> list[str]:
+    """Every registered task name, sorted."""
+    _discover()
+    return sorted(REGISTRY)
+
+
+def get_task(name: str) -> type:
+    """The Task class (a `hf_tuner.tasks.base.Task` subclass) registered under `name`."""
+    import importlib
+
+    _discover()
     if name not in REGISTRY:
-        raise ConfigError(f"unknown task '{name}'{did_you_mean(name, REGISTRY)}; tasks: {', '.join(REGISTRY)}")
-    module_name, _, class_name = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+        raise ConfigError(f"unknown task '{name}'{did_you_mean(str(name), REGISTRY)}; tasks: {', '.join(task_names())}")
+    target = REGISTRY[name]
+    if isinstance(target, str):
+        module_name, _, class_name = target.partition(":")
+        try:
+            target = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"task '{name}' is registered as {REGISTRY[name]}, which cannot be imported: {exc}") from None
+    # (a duck-typed check: the registry stays below the task modules, which import half of hf_tuner)
+    if not (isinstance(target, type) and hasattr(target, "data_schema") and callable(getattr(target, "build_trainer", None))):
+        raise ConfigError(f"task '{name}' is registered as {target!r}, which is not a subclass of hf_tuner.tasks.base.Task")
+    return target
+
+
+@functools.lru_cache(maxsize=None)
+def recipe_model(name: str) -> "type[RunConfig]":
+    """The recipe schema of task `name`: the shared sections with the task's `data:` schema and a
+    `training:` section checked against the task's arguments class."""
+    from pydantic import Field, create_model
+
+    from ..config import RunConfig, training_model
+
+    task = get_task(name)
+    training = training_model(task.arguments)
+    return create_model(
+        f"{task.__name__}Recipe", __base__=RunConfig,
+        data=(task.data_schema, ...),
+        training=(training, Field(default_factory=training)),
+    )
+
+
+def data_keys_elsewhere(name: str) -> dict[str, str]:
+    """`data:` keys that other built-in or registered tasks have and task `name` has not -> those tasks."""
+    own = set(get_task(name).data_schema.model_fields)
+    out: dict[str, list[str]] = {}
+    for other in task_names():
+        if other == name:
+            continue
+        try:
+            fields = get_task(other).data_schema.model_fields
+        except ConfigError:
+            continue
+        for key in fields:
+            if key not in own:
+                out.setdefault(key, []).append(other)
+    return {k: " / ".join(v) for k, v in out.items()}

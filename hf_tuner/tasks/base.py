@@ -1,23 +1,45 @@
-"""What every task module provides. `run.py` drives these steps for every task the same way:
+"""What a task plug-in provides. `run.py` drives these steps for every task the same way:
 
     task = get_task(cfg.task)(cfg)
-    splits = task.load_data()                 # raw splits, columns checked, labels encoded
-    processing = task.load_processing(splits)  # tokenizer / image processor (maybe trained)
+    splits = task.load_data()                      # raw splits, columns checked, labels encoded
+    processing = task.load_processing(splits)      # tokenizer / image processor (maybe trained)
     model = task.load_model(splits, processing)    # pretrained or from scratch, then LoRA
     features = task.preprocess(splits, processing) # tokenised, cached
-    trainer = task.trainer_class()(model=..., args=task.training_arguments(...), ...)
+    trainer = task.build_trainer(args, model, processing, features.train, features.validation)
 
-A task subclass overrides the steps it needs; the defaults here fit a tokenizer-based task.
+and `predict`, `eval` and `push` load a finished run through `task.load_trained(path)`. Class
+attributes describe the task (its `data:` schema, its arguments class, its model card facts);
+a subclass overrides the steps it needs. The defaults here fit a tokenizer-based task.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
-from ..config import RunConfig
+from ..config import DataConfig, RunConfig
 from ..data import Splits
 
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 5e-4}
+PROBE_TEXTS = ["a quick check of the merged weights", "the second probe is a somewhat longer sentence than the first one",
+               "short"]
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """What the model card and the Hub say about a task's models."""
+
+    pipeline_tag: str  # the Hub's pipeline tag (e.g. text-classification, text-generation)
+    title: str  # the task's name in `model-index` (e.g. "Text Classification")
+
+
+@dataclass
+class Loaded:
+    """A trained model ready to use: the model (eval mode) and its tokenizer or processor."""
+
+    model: Any
+    processing: Any
+    path: str
 
 
 def label_config(labels: list[str]) -> dict[str, Any]:
@@ -38,18 +60,40 @@ def top_labels(item: str, probs: Any, id2label: dict[int, str], top_k: int) -> d
 class Task:
     """Base class of a task plug-in. Class attributes describe it; methods build its pieces."""
 
-    name: str = ""
-    auto_model: str = ""  # the transformers Auto class, by name (imported lazily)
-    peft_task_type: Optional[str] = None  # peft TaskType name, None when peft has none (ViT)
-    lora_modules_to_save: list[str] = []  # heads to train fully next to the LoRA adapter
-    tokenizer_kind: str = "causal"  # special tokens for a tokenizer trained from scratch
+    name: ClassVar[str] = ""
+    arguments: ClassVar[str] = "transformers:TrainingArguments"  # `training:` keys are checked against it
+    data_schema: ClassVar[type[DataConfig]] = DataConfig  # this task's `data:` section
+    card: ClassVar[CardInfo] = CardInfo("", "")
+    defaults: ClassVar[dict[str, Any]] = {}  # training defaults of the task; the recipe wins
+    auto_model: ClassVar[str] = ""  # the transformers Auto class, by name (imported lazily)
+    needs_tokenizer: ClassVar[bool] = True  # a model built from scratch needs a tokenizer named or trained
+    peft_task_type: ClassVar[Optional[str]] = None  # peft TaskType name, None when peft has none (ViT)
+    lora_modules_to_save: ClassVar[list[str]] = []  # heads to train fully next to the LoRA adapter
+    tokenizer_kind: ClassVar[str] = "causal"  # special tokens for a tokenizer trained from scratch
     primary_metric: str = "loss"  # the metric that says whether training helped
-    classifier: bool = False  # predicts one of the data's labels (id2label on the model config)
-    greater_is_better: bool = False
+    greater_is_better: ClassVar[bool] = False
+    classifier: ClassVar[bool] = False  # predicts one of the data's labels (id2label on the model config)
+    harness: ClassVar[bool] = False  # lm-evaluation-harness can evaluate its models
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
-        self.info: dict[str, Any] = {}  # facts for validate / summary.json (labels, cache hits...)
+        self.labels: Optional[list[str]] = None  # a classifier's labels, in id order (set by load_data)
+        self.cache_hits: Optional[dict[str, bool]] = None  # split -> tokenised data read from the cache
+        self.notes: list[str] = []  # one-line facts for validate / summary.json (e.g. a replaced head)
+
+    # ---- recipe ----------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> list[str]:
+        """Cross-field problems of a recipe that the schema cannot see (each one line)."""
+        problems = []
+        if cls.needs_tokenizer and not cfg.model.has_tokenizer_source():
+            problems.append("a model built from scratch needs a tokenizer: set model.tokenizer.train=true "
+                            "or model.tokenizer.name_or_path")
+        return problems
+
+    def facts(self) -> dict[str, Any]:
+        """Task facts `validate` prints and summary.json keeps (e.g. a classifier's labels)."""
+        return {"labels": self.labels} if self.labels else {}
 
     # ---- pieces ---------------------------------------------------------------------------
     def auto_class(self) -> Any:
@@ -78,7 +122,7 @@ class Task:
         from ..modeling import apply_lora, load_config_for, load_model
 
         config = load_config_for(self.cfg.model, **self.model_config_kwargs(splits, processing))
-        model = load_model(self.auto_class(), self.cfg.model, config)
+        model = load_model(self.auto_class(), self.cfg.model, config, notes=self.notes)
         model = self.after_model_load(model, processing)
         if self.cfg.method.name == "lora":
             model = apply_lora(model, self.cfg.method.lora, self.peft_task_type, self.lora_modules_to_save)
@@ -100,17 +144,19 @@ class Task:
     def preprocess_logits_for_metrics(self) -> Optional[Callable]:
         return None
 
+    # ---- training ------------------------------------------------------------------------------
     def default_learning_rate(self) -> float:
+        """The learning rate when the recipe sets none: it follows the method (LoRA wants ~10x)."""
         return DEFAULT_LEARNING_RATE[self.cfg.method.name]
 
+    def training_defaults(self) -> dict[str, Any]:
+        """Arguments the task sets unless the recipe does (`defaults`, plus what depends on the recipe)."""
+        return dict(self.defaults)
+
     def training_arguments_class(self) -> Any:
-        from transformers import TrainingArguments
+        from ..arguments import import_object
 
-        return TrainingArguments
-
-    def extra_training_arguments(self) -> dict[str, Any]:
-        """Task-specific TrainingArguments defaults (the recipe's `training:` wins over these)."""
-        return {}
+        return import_object(self.arguments)
 
     def trainer_class(self) -> Any:
         from transformers import Trainer
@@ -118,14 +164,131 @@ class Task:
         return Trainer
 
     def trainer_kwargs(self, processing: Any) -> dict[str, Any]:
+        """Extra keyword arguments of the task's trainer class."""
         return {}
+
+    def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
+        """The task's trainer (training and `hf-tuner eval` alike). The default passes the task's
+        collator and metric functions where it has them: a trainer that takes other arguments (TRL's)
+        overrides this."""
+        kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": train_dataset,
+                                  "eval_dataset": eval_dataset, "processing_class": processing}
+        for key, value in (("data_collator", self.data_collator(processing)),
+                           ("compute_metrics", self.compute_metrics()),
+                           ("preprocess_logits_for_metrics", self.preprocess_logits_for_metrics())):
+            if value is not None:
+                kwargs[key] = value
+        return self.trainer_class()(**kwargs, **self.trainer_kwargs(processing))
+
+    def evaluate(self, trainer: Any, features: Splits, split: str) -> dict[str, Any]:
+        """The metrics of one split (keys without prefix, no speed figures)."""
+        from ..metrics import strip_metrics
+
+        metrics = strip_metrics(trainer.evaluate(eval_dataset=getattr(features, split), metric_key_prefix=split), split)
+        metrics.update(self.extra_metrics(trainer, features, split))
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 
     def extra_metrics(self, trainer: Any, features: Splits, split: str) -> dict[str, float]:
         """Metrics computed outside `trainer.evaluate` (e.g. generation). Keys without prefix."""
         return {}
 
+    def eval_report(self, trainer: Any, features: Splits) -> dict[str, Any]:
+        """What `hf-tuner eval` reports on `features.validation`: {"metrics": {...}} and any
+        task-specific extras (a classifier adds per-class figures and a confusion matrix)."""
+        return {"metrics": self.evaluate(trainer, features, "validation")}
+
     # ---- after training ----------------------------------------------------------------------
-    @classmethod
-    def predict(cls, run_dir: Path, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
-        """Run a trained model (a run folder) on raw inputs; one result dict per input."""
-        raise NotImplementedError(f"predict is not available for task {cls.name}")
+    def load_trained(self, path: str | Path, adapter: bool = False) -> Loaded:
+        """A trained model from a run folder, a model folder or a Hub id (LoRA runs: the merged
+        copy, or base + adapter when there is none or `adapter` is true), in eval mode."""
+        from ..rundir import load_trained
+
+        model = load_trained(self.auto_class(), path, adapter=adapter).eval()
+        return Loaded(model, self.load_trained_processing(path), str(path))
+
+    def load_trained_processing(self, path: str | Path) -> Any:
+        from ..modeling import load_processing
+
+        return load_processing("AutoTokenizer", path)
+
+    def predict(self, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
+        """Run a trained model on raw inputs; one result dict per input."""
+        raise NotImplementedError(f"predict is not available for task {self.name}")
+
+    def format_result(self, result: dict[str, Any]) -> str:
+        """One `predict` result as the line the CLI prints."""
+        return f"{result['input']}\t-> {result['output']}"
+
+    def probe_inputs(self, loaded: Loaded) -> dict[str, Any]:
+        """A few model inputs to compare two copies of a model on (the merge check of `push`)."""
+        tokenizer = loaded.processing
+        padding = tokenizer.pad_token is not None
+        enc = tokenizer(PROBE_TEXTS if padding else PROBE_TEXTS[:1], padding=padding, truncation=True, max_length=32,
+                        return_tensors="pt")
+        inputs = dict(enc)
+        if getattr(loaded.model.config, "is_encoder_decoder", False):
+            inputs["decoder_input_ids"] = enc["input_ids"][:, :4]
+        return inputs
+
+
+class ClassifierTask(Task):
+    """A task whose model picks one of the data's labels: labels on the model config, argmax
+    accuracy / macro-F1, a top-k `predict`, and a per-class report in `eval`."""
+
+    classifier = True
+    primary_metric = "accuracy"
+    greater_is_better = True
+
+    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
+        return label_config(self.labels or [])
+
+    def preprocess_logits_for_metrics(self) -> Optional[Callable]:
+        def argmax(logits, labels):
+            if isinstance(logits, tuple):
+                logits = logits[0]
+            return logits.argmax(dim=-1)
+
+        return argmax
+
+    def compute_metrics(self) -> Optional[Callable]:
+        from ..metrics import classification_metrics
+
+        def compute(eval_pred):
+            return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
+
+        return compute
+
+    def eval_report(self, trainer: Any, features: Splits) -> dict[str, Any]:
+        import numpy as np
+
+        from ..metrics import confusion_matrix, per_class_report, strip_metrics
+
+        if not self.labels:
+            return super().eval_report(trainer, features)
+        pred = trainer.predict(features.validation, metric_key_prefix="eval")
+        metrics = strip_metrics(pred.metrics, "eval")
+        predictions = np.asarray(pred.predictions).reshape(-1)
+        references = np.asarray(pred.label_ids).reshape(-1)
+        return {
+            "metrics": {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()},
+            "labels": list(self.labels),
+            "per_class": per_class_report(predictions, references, list(self.labels)),
+            "confusion_matrix": confusion_matrix(predictions, references, len(self.labels)),
+        }
+
+    def classify(self, loaded: Loaded, inputs: list[str], encode: Callable[[list[str]], dict[str, Any]], top_k: int = 3,
+                 batch_size: int = 32) -> list[dict[str, Any]]:
+        """Top-k labels of each input; `encode` turns a batch of inputs into model inputs."""
+        import torch
+
+        id2label = loaded.model.config.id2label
+        results = []
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start:start + batch_size]
+            with torch.no_grad():
+                probs = loaded.model(**encode(batch)).logits.softmax(-1)
+            results += [top_labels(item, row, id2label, top_k) for item, row in zip(batch, probs)]
+        return results
+
+    def format_result(self, result: dict[str, Any]) -> str:
+        return f"{result['input']}\t" + "  ".join(f"{t['label']} {t['score']:.3f}" for t in result["top"])

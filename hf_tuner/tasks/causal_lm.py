@@ -18,9 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from pydantic import Field
+
+from ..config import DataConfig
 from ..data import Splits, cached_map, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
 from ..errors import ConfigError
-from .base import Task
+from .base import CardInfo, Loaded, Task
 
 IGNORE = -100  # the label torch's cross-entropy skips
 TOKENISATION_VERSION = 1  # part of the cache key: bump when `document_tokenizer` changes what it writes
@@ -108,24 +111,43 @@ def _causal_lm_trainer_class() -> Any:
     return CausalLMTrainer
 
 
+class CausalLMData(DataConfig):
+    """`data:` of causal LM training: plain text, or prompt/completion pairs; optional packing."""
+
+    text_column: str = "text"
+    prompt_column: Optional[str] = None
+    completion_column: Optional[str] = None
+    max_length: int = Field(128, ge=8)
+    packing: bool = False
+
+
 class CausalLM(Task):
     name = "causal-lm"
+    data_schema = CausalLMData
+    card = CardInfo("text-generation", "Text Generation")
     auto_model = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
     tokenizer_kind = "causal"
     primary_metric = "perplexity"
     greater_is_better = False
+    harness = True
+
+    @classmethod
+    def check_config(cls, cfg) -> list[str]:
+        problems = super().check_config(cfg)
+        d = cfg.data
+        if bool(d.prompt_column) != bool(d.completion_column):
+            problems.append("prompt/completion data needs both data.prompt_column and data.completion_column "
+                            "(or neither, to train on data.text_column)")
+        if d.packing and (cfg.training.model_extra or {}).get("use_cache"):
+            # transformers only keeps packed documents apart when no KV cache is built
+            problems.append("data.packing needs training.use_cache=false (the default): remove training.use_cache")
+        return problems
 
     # ---- data ------------------------------------------------------------------------------
     def prompt_completion(self) -> bool:
-        """True for prompt/completion data, False for plain text; both prompt keys or neither."""
-        d = self.cfg.data
-        if bool(d.prompt_column) != bool(d.completion_column):
-            raise ConfigError(
-                "prompt/completion data needs both data.prompt_column and data.completion_column "
-                "(or neither, to train on data.text_column)"
-            )
-        return bool(d.prompt_column)
+        """True for prompt/completion data, False for plain text (check_config wants both or neither)."""
+        return bool(self.cfg.data.prompt_column)
 
     def text_columns(self) -> list[str]:
         d = self.cfg.data
@@ -135,9 +157,6 @@ class CausalLM(Task):
         d = self.cfg.data
         columns = self.text_columns()
         keys = ["prompt_column", "completion_column"] if self.prompt_completion() else ["text_column"]
-        if d.packing and (self.cfg.training.model_extra or {}).get("use_cache"):
-            # transformers only keeps packed documents apart when no KV cache is built
-            raise ConfigError("data.packing needs training.use_cache=false (the default): remove training.use_cache")
         splits = load_splits(d)
         for name, ds in splits.items():
             require_columns(ds, columns, name, splits.sources[name], keys)
@@ -200,8 +219,7 @@ class CausalLM(Task):
         features = splits.map(run)
         for name, n in dropped.items():
             features.notes.append(f"{name}: dropped {n} rows with no token to learn within data.max_length")
-        self.info["tokenised_from_cache"] = hits
-        self.info["train_tokens"] = sum(len(ids) for ids in features.train["input_ids"])
+        self.cache_hits = hits
         if d.packing:
             features.train = pack_dataset(features.train, d.max_length)
         return features
@@ -210,31 +228,33 @@ class CausalLM(Task):
         return CausalLMCollator(processing.pad_token_id)
 
     # ---- training ------------------------------------------------------------------------------
-    def extra_training_arguments(self) -> dict[str, Any]:
+    def training_defaults(self) -> dict[str, Any]:
         # Only the loss is needed for perplexity: never gather vocabulary-sized logits.
-        return {"prediction_loss_only": True, "remove_unused_columns": False}
+        out: dict[str, Any] = {"prediction_loss_only": True, "remove_unused_columns": False}
+        if not self.cfg.data.packing:  # packed blocks all have the same length already
+            out["train_sampling_strategy"] = "group_by_length"
+        return out
 
     def trainer_class(self) -> Any:
         return _causal_lm_trainer_class()
 
     # ---- after training --------------------------------------------------------------------------
-    @classmethod
-    def predict(cls, run_dir: Path, inputs: list[str], max_new_tokens: int = 50, do_sample: bool = False,
+    def load_trained_processing(self, path: str | Path) -> Any:
+        return ensure_pad_token(super().load_trained_processing(path))
+
+    def predict(self, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, do_sample: bool = False,
                 temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1, seed: int = 0,
                 batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
         """Generate a continuation of each prompt: [{"input": prompt, "output": continuation}]."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-
-        from ..modeling import load_trained
+        from transformers import set_seed
 
         if temperature <= 0:
             raise ConfigError("--temperature must be above 0 (use --greedy for deterministic output)")
         if not 0 < top_p <= 1:
             raise ConfigError("--top-p must be in (0, 1]")
-        tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(run_dir))
+        tokenizer, model = loaded.processing, loaded.model
         tokenizer.padding_side = "left"  # generation continues from the right end of every row
-        model = load_trained(AutoModelForCausalLM, run_dir).eval()
         set_seed(seed)
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample,

@@ -16,29 +16,34 @@ import random
 from pathlib import Path
 from typing import Any, Optional
 
+from ..config import DataConfig, LabelledData
 from ..data import FILE_BUILDERS, Splits, encode_labels, finish_splits, load_splits, require_columns
 from ..errors import ConfigError, DataError
 from ..packaged import is_packaged, resolve_dataset
-from .base import Task, label_config, top_labels
-from .text_classification import TextClassification
+from .base import CardInfo, ClassifierTask, Loaded
 
 DEFAULT_IMAGE_SIZE = 224  # ViT's default when neither model.image_size nor from_scratch.image_size says
 CROP_SCALE = (0.5, 1.0)  # augmentation: the random crop keeps 50-100% of the image area
 CROP_RATIO = (3 / 4, 4 / 3)  # ... with an aspect ratio in this range
 
 
-class ImageClassification(Task):
+class ImageClassificationData(LabelledData, DataConfig):
+    """`data:` of image classification: an image column (folders give `image` and `label`) and labels."""
+
+    image_column: str = "image"
+    augment: bool = False
+
+
+class ImageClassification(ClassifierTask):
     name = "image-classification"
+    data_schema = ImageClassificationData
+    card = CardInfo("image-classification", "Image Classification")
+    # the raw image column must reach the transform; the Trainer would drop it otherwise
+    defaults = {"remove_unused_columns": False, "label_names": ["labels"]}
     auto_model = "AutoModelForImageClassification"
+    needs_tokenizer = False
     peft_task_type = None  # peft has no TaskType for image classification ...
     lora_modules_to_save = ["classifier"]  # ... so the new head is listed to train fully
-    primary_metric = "accuracy"
-    classifier = True
-    greater_is_better = True
-
-    # the same argmax + accuracy / macro-F1 as text classification
-    preprocess_logits_for_metrics = TextClassification.preprocess_logits_for_metrics
-    compute_metrics = TextClassification.compute_metrics
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -62,11 +67,10 @@ class ImageClassification(Task):
                     "in a sub-folder named after the class"
                 )
         splits = splits.map(lambda name, ds: as_image_column(ds, d.image_column, _base_dir(self._spec_of(name)), name))
-        splits, labels = encode_labels(splits, d.label_column, d.labels)
+        splits, self.labels = encode_labels(splits, d.label_column, d.labels)
         splits = finish_splits(splits, d, self.cfg.training.seed, stratify="labels")
         for name, ds in splits.items():
             check_images(ds, d.image_column, name)
-        self.info["labels"] = labels
         return splits
 
     def _spec_of(self, split: str) -> str:
@@ -114,7 +118,7 @@ class ImageClassification(Task):
         return int(m.image_size or own or DEFAULT_IMAGE_SIZE)
 
     def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        kwargs = label_config(self.info["labels"])
+        kwargs = super().model_config_kwargs(splits, processing)
         if self.cfg.model.from_scratch is not None:
             kwargs["image_size"] = self._scratch_image_size()
         return kwargs
@@ -138,41 +142,39 @@ class ImageClassification(Task):
             augment = d.augment and name == "train"
             return ds.with_transform(ImageTransform(processing, d.image_column, mode, augment))
 
-        self.info["tokenised_from_cache"] = None  # nothing is cached: images are processed on the fly
-        return splits.map(attach)
+        return splits.map(attach)  # nothing is cached: images are processed on the fly
 
     def data_collator(self, processing: Any) -> Any:
         return collate_images
 
-    def extra_training_arguments(self) -> dict[str, Any]:
-        # the raw image column must reach the transform; the Trainer would drop it otherwise
-        return {"remove_unused_columns": False, "label_names": ["labels"]}
-
     # ---- after training ----------------------------------------------------------------------
-    @classmethod
-    def predict(cls, run_dir: Path, inputs: list[str], top_k: int = 3, batch_size: int = 32, **_: Any) -> list[dict[str, Any]]:
+    def load_trained_processing(self, path: str | Path) -> Any:
+        from ..modeling import load_processing
+
+        return load_processing("AutoImageProcessor", path)
+
+    def predict(self, loaded: Loaded, inputs: list[str], top_k: int = 3, batch_size: int = 32, **_: Any) -> list[dict[str, Any]]:
         """Classify image files: the top-k labels with probabilities for each path."""
-        import torch
-        from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-        from ..modeling import load_trained
-
         for item in inputs:
             if not Path(item).expanduser().is_file():
                 raise DataError(f"image not found: {item} (predict takes paths of image files)")
-        processor = AutoImageProcessor.from_pretrained(run_dir)
-        model = load_trained(AutoModelForImageClassification, run_dir).eval()
-        mode = image_mode(int(getattr(model.config, "num_channels", 3)))
-        id2label = model.config.id2label
-        results = []
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
+        mode = image_mode(int(getattr(loaded.model.config, "num_channels", 3)))
+
+        def encode(batch: list[str]) -> dict[str, Any]:
             images = [open_image({"path": str(Path(p).expanduser()), "bytes": None}, mode, p) for p in batch]
-            pixels = processor(images, return_tensors="pt")["pixel_values"]
-            with torch.no_grad():
-                probs = model(pixel_values=pixels).logits.softmax(-1)
-            results += [top_labels(path, row, id2label, top_k) for path, row in zip(batch, probs)]
-        return results
+            return {"pixel_values": loaded.processing(images, return_tensors="pt")["pixel_values"]}
+
+        return self.classify(loaded, inputs, encode, top_k, batch_size)
+
+    def probe_inputs(self, loaded: Loaded) -> dict[str, Any]:
+        """Random images of the model's size and channels."""
+        import torch
+
+        config = loaded.model.config
+        size = getattr(config, "image_size", DEFAULT_IMAGE_SIZE)
+        size = size if isinstance(size, int) else size[0]
+        generator = torch.Generator().manual_seed(0)
+        return {"pixel_values": torch.rand(3, getattr(config, "num_channels", 3), size, size, generator=generator)}
 
 
 # ------------------------------------------------------------------------------ data helpers

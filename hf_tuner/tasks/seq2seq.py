@@ -11,10 +11,12 @@ import functools
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..config import RunConfig
+from pydantic import Field
+
+from ..config import DataConfig, RunConfig
 from ..data import Splits, cached_map, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
 from ..errors import ConfigError, did_you_mean, listing
-from .base import Task
+from .base import CardInfo, Loaded, Task
 
 # eval.metrics name -> the keys it adds to the metrics (rouge: 0..1 F-measures; bleu, chrf: 0..100)
 METRICS: dict[str, tuple[str, ...]] = {
@@ -128,8 +130,23 @@ def generation_trainer_class() -> type:
     return GenerationTrainer
 
 
+class Seq2SeqData(DataConfig):
+    """`data:` of seq2seq: a source and a target text column (a struct field like `translation.en`
+    reads into Hub translation sets), an optional source prefix (T5's "summarize: ") and lengths."""
+
+    source_column: str = "source"
+    target_column: str = "target"
+    source_prefix: str = ""
+    max_length: int = Field(128, ge=8)
+    max_target_length: int = Field(64, ge=4)
+
+
 class Seq2Seq(Task):
     name = "seq2seq"
+    arguments = "transformers:Seq2SeqTrainingArguments"
+    data_schema = Seq2SeqData
+    card = CardInfo("text2text-generation", "Text2Text Generation")
+    defaults = {"predict_with_generate": True, "train_sampling_strategy": "group_by_length"}
     auto_model = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
     tokenizer_kind = "seq2seq"  # <s> <pad> </s> <unk> <mask>, BART's special tokens and ids
@@ -201,21 +218,13 @@ class Seq2Seq(Task):
             return out
 
         features = splits.map(run)
-        self.info["tokenised_from_cache"] = hits
+        self.cache_hits = hits
         return features
 
     def data_collator(self, processing: Any) -> Any:
         return Seq2SeqCollator(processing)
 
     # ---- training and evaluation -------------------------------------------------------------
-    def training_arguments_class(self) -> Any:
-        from transformers import Seq2SeqTrainingArguments
-
-        return Seq2SeqTrainingArguments
-
-    def extra_training_arguments(self) -> dict[str, Any]:
-        return {"predict_with_generate": True}
-
     def trainer_class(self) -> Any:
         return generation_trainer_class()
 
@@ -261,21 +270,14 @@ class Seq2Seq(Task):
         return compute
 
     # ---- after training ----------------------------------------------------------------------
-    @classmethod
-    def predict(cls, run_dir: Path, inputs: list[str], max_new_tokens: int = 50, num_beams: int = 1,
+    def predict(self, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, num_beams: int = 1,
                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
                 batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
         """Generate an output text for each source text with the run's model (full or LoRA)."""
         import torch
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
+        from transformers import set_seed
 
-        from ..config import build_config, read_yaml
-        from ..modeling import load_trained
-        from ..run import CONFIG
-
-        cfg = build_config(read_yaml(Path(run_dir) / CONFIG), source=str(Path(run_dir) / CONFIG))
-        tokenizer = AutoTokenizer.from_pretrained(run_dir)
-        model = load_trained(AutoModelForSeq2SeqLM, run_dir).eval()
+        tokenizer, model, d = loaded.processing, loaded.model, self.cfg.data
         options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample}
         if do_sample:
             options.update(temperature=temperature, top_p=top_p)
@@ -283,8 +285,8 @@ class Seq2Seq(Task):
         results = []
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start:start + batch_size]
-            enc = tokenizer([cfg.data.source_prefix + t for t in batch], truncation=True,
-                            max_length=cfg.data.max_length, padding=True, return_tensors="pt")
+            enc = tokenizer([d.source_prefix + t for t in batch], truncation=True,
+                            max_length=d.max_length, padding=True, return_tensors="pt")
             with torch.no_grad():
                 out = model.generate(**enc, **options)
             texts = tokenizer.batch_decode(out, skip_special_tokens=True)

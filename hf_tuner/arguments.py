@@ -1,0 +1,89 @@
+"""The `training:` section's names, per arguments class, without importing transformers or trl.
+
+A task names its arguments class by import path (``Task.arguments``); a recipe's `training:` keys
+are checked against that class's field names, kept here as literals so that loading a recipe stays
+cheap (tests/test_config.py compares every list with the installed library).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# `transformers.TrainingArguments` fields (transformers 5.23).
+TRAINING_ARGUMENTS = frozenset(
+    """per_device_train_batch_size num_train_epochs max_steps learning_rate lr_scheduler_type
+    lr_scheduler_kwargs warmup_steps optim optim_args weight_decay adam_beta1 adam_beta2 adam_epsilon
+    optim_target_modules gradient_accumulation_steps average_tokens_across_devices max_grad_norm
+    label_smoothing_factor bf16 fp16 bf16_full_eval fp16_full_eval tf32 activation_checkpointing
+    activation_checkpointing_kwargs gradient_checkpointing gradient_checkpointing_kwargs torch_compile
+    torch_compile_backend torch_compile_mode use_liger_kernel liger_kernel_config use_cache
+    neftune_noise_alpha torch_empty_cache_steps auto_find_batch_size logging_strategy logging_steps
+    logging_first_step log_on_each_node logging_nan_inf_filter include_num_input_tokens_seen log_level
+    log_level_replica disable_tqdm report_to run_name project trackio_space_id trackio_bucket_id
+    trackio_static_space_id eval_strategy eval_steps eval_delay per_device_eval_batch_size
+    prediction_loss_only eval_on_start eval_do_concat_batches eval_use_gather_object
+    eval_accumulation_steps include_for_metrics batch_eval_metrics save_only_model save_strategy
+    save_steps save_on_each_node save_total_limit enable_jit_checkpoint load_best_model_at_end
+    metric_for_best_model greater_is_better ignore_data_skip restore_callback_states_from_checkpoint
+    full_determinism seed data_seed use_cpu accelerator_config parallelism_config
+    dataloader_drop_last dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers
+    dataloader_prefetch_factor dataloader_multiprocessing_context dataloader_in_order
+    remove_unused_columns label_names train_sampling_strategy length_column_name
+    ddp_find_unused_parameters ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph ddp_backend
+    ddp_timeout fsdp fsdp_config deepspeed debug skip_memory_metrics resume_from_checkpoint
+    push_to_hub hub_token hub_private_repo hub_model_id hub_strategy
+    hub_always_push hub_revision output_dir do_train do_eval do_predict local_rank""".split()
+)
+# `transformers.Seq2SeqTrainingArguments` adds generation settings.
+SEQ2SEQ_TRAINING_ARGUMENTS = TRAINING_ARGUMENTS | frozenset(
+    "predict_with_generate generation_config generation_num_beams sortish_sampler generation_max_length".split()
+)
+
+ARGUMENT_NAMES: dict[str, frozenset[str]] = {
+    "transformers:TrainingArguments": TRAINING_ARGUMENTS,
+    "transformers:Seq2SeqTrainingArguments": SEQ2SEQ_TRAINING_ARGUMENTS,
+}
+
+# Argument names that hf-tuner owns elsewhere in the recipe, with where they went.
+OWNED = {
+    "output_dir": "use the top-level `output_dir` key or --output-dir",
+    "push_to_hub": "use `hub.push: true`",
+    "hub_token": "never put a token in a recipe: set HF_TOKEN or run `hf auth login`",
+    "hub_model_id": "use `hub.repo_id`",
+    "hub_private_repo": "use `hub.private`",
+    "hub_strategy": "use the `hub:` section",
+    "hub_always_push": "use the `hub:` section",
+    "hub_revision": "use `hub.revision`",
+    "do_train": "hf-tuner always trains in `train` and evaluates in `eval`",
+    "do_eval": "set `training.eval_strategy`",
+    "do_predict": "use `hf-tuner predict`",
+    "local_rank": "set by the launcher",
+}
+# Names that used to be arguments and now have another name: answered directly.
+RENAMED = {
+    "evaluation_strategy": "eval_strategy",
+    "no_cuda": "use_cpu",
+    "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
+    "group_by_length": "train_sampling_strategy: group_by_length",
+    "overwrite_output_dir": "the --overwrite flag of `hf-tuner train`",
+}
+
+
+def class_name(path: str) -> str:
+    """'transformers:TrainingArguments' -> 'TrainingArguments'."""
+    return path.rpartition(":")[2]
+
+
+def names_of(path: str) -> frozenset[str]:
+    """The field names of the arguments class at `path` (a literal list when there is one)."""
+    if path in ARGUMENT_NAMES:
+        return ARGUMENT_NAMES[path]
+    import dataclasses
+
+    return frozenset(f.name for f in dataclasses.fields(import_object(path)))
+
+
+def import_object(path: str) -> Any:
+    """'package.module:Name' -> the object."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

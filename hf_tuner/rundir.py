@@ -1,0 +1,247 @@
+"""The run folder, its one owner: file names, summary, staging and atomic replace, the model files
+(full weights or a LoRA adapter) and loading a finished run back.
+
+A run folder holds: the model (`from_pretrained(run_dir)` works; LoRA runs add `adapter/`), the
+tokenizer or processor, `config.yaml` (the resolved recipe), `metrics.json`, `summary.json`,
+`loss.png`, `log_history.json` and `README.md` (model card). A run is built in
+`<output_dir>.incomplete/` and moved into place only when it finished, so a killed or failed run
+never replaces a finished one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import RunConfig
+from .errors import ConfigError, HfTunerError
+
+CONFIG = "config.yaml"
+SUMMARY = "summary.json"
+METRICS = "metrics.json"
+LOG_HISTORY = "log_history.json"
+LOSS_PLOT = "loss.png"
+CARD = "README.md"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS = "checkpoints"
+STAGING_SUFFIX = ".incomplete"
+# Files of a run that describe it (not the model): uploaded next to the model, read by `eval`.
+RUN_FILES = (CONFIG, METRICS, LOSS_PLOT, LOG_HISTORY)
+# Files that stay local: the card is re-written for a Hub repo, the summary holds local paths.
+LOCAL_ONLY = {CARD, SUMMARY}
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Optional[Any]:
+    """The JSON in `path`, or None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
+    return read_json(Path(run_dir) / SUMMARY)
+
+
+def is_run_folder(path: Path) -> bool:
+    """True when `path` looks like an hf-tuner run folder (finished or not)."""
+    return path.is_dir() and ((path / CONFIG).is_file() or (path / SUMMARY).is_file())
+
+
+def has_full_weights(path: Path) -> bool:
+    """True when `path` holds a full model (config + weights), not only a LoRA adapter."""
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def adapter_dir(path: Path) -> Optional[Path]:
+    """The folder of a run's (or a plain adapter folder's) LoRA adapter, or None."""
+    for folder in (path / ADAPTER_DIR, path):
+        if (folder / "adapter_config.json").is_file():
+            return folder
+    return None
+
+
+def read_eval_results(run_dir: Path) -> dict[str, Any]:
+    """The "eval" section of a run's metrics.json (what `hf-tuner eval` recorded)."""
+    data = read_json(Path(run_dir) / METRICS)
+    return (data.get("eval") or {}) if isinstance(data, dict) else {}
+
+
+def record_eval(run_dir: Path, name: str, entry: dict[str, Any]) -> None:
+    """Keep one evaluation in the run's metrics.json ("eval" section, keyed by name)."""
+    path = Path(run_dir) / METRICS
+    data = read_json(path) or {}
+    data.setdefault("eval", {})[name] = entry
+    write_json(path, data)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries a run used."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("hf-tuner", "torch", "transformers", "datasets", "peft", "accelerate", "trl", "evaluate", "huggingface_hub"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------ staging
+
+
+def staging_dir(out: Path) -> Path:
+    return out.with_name(out.name + STAGING_SUFFIX)
+
+
+def prepare(out: Path, overwrite: bool) -> Path:
+    """Check `out` may receive this run; return the (new, empty) staging folder it is built in."""
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"output dir {out} is a file")
+        summary = read_summary(out)
+        if summary is None and any(out.iterdir()):
+            raise ConfigError(f"output dir {out} is not empty and holds no hf-tuner run: choose another --output-dir")
+        if summary is not None and summary.get("status") == "completed" and not overwrite:
+            raise ConfigError(f"{out} already holds a finished run: pass --overwrite to replace it, or choose another --output-dir")
+    staging = staging_dir(out)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def discard(staging: Path) -> None:
+    """Remove a staging folder (a run that failed before training started leaves nothing)."""
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace(staging: Path, out: Path) -> None:
+    """Move the finished run into place; an older run there is removed only after that succeeded."""
+    old = None
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ the model
+
+
+def save_model(model: Any, processing_class: Any, run_dir: Path, save_merged: bool = True) -> dict[str, str]:
+    """Save a trained model into `run_dir` so `from_pretrained(run_dir)` works.
+
+    LoRA: the adapter goes to `run_dir/adapter/` (with its base model path absolute) and, when
+    `save_merged`, the merged full model to `run_dir/`. Returns {"model": ..., "adapter": ...} paths.
+    """
+    from .modeling import is_peft
+
+    saved: dict[str, str] = {}
+    if is_peft(model):
+        folder = run_dir / ADAPTER_DIR
+        model.save_pretrained(folder)
+        _absolute_base_path(folder)
+        if processing_class is not None:
+            processing_class.save_pretrained(folder)
+        saved["adapter"] = str(folder)
+        if save_merged:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(run_dir)
+            saved["model"] = str(run_dir)
+        else:  # the config alone (num_labels, id2label) so load_trained rebuilds the right head
+            model.get_base_model().config.save_pretrained(run_dir)
+    else:
+        model.save_pretrained(run_dir)
+        saved["model"] = str(run_dir)
+    if processing_class is not None:
+        processing_class.save_pretrained(run_dir)
+    return saved
+
+
+def _absolute_base_path(folder: Path) -> None:
+    path = folder / "adapter_config.json"
+    data = json.loads(path.read_text())
+    base = data.get("base_model_name_or_path")
+    if base and Path(base).exists():
+        data["base_model_name_or_path"] = str(Path(base).resolve())
+        path.write_text(json.dumps(data, indent=2))
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model an adapter folder was trained on (its adapter_config.json)."""
+    return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def load_trained(auto_class: Any, path: str | Path, adapter: bool = False):
+    """A trained model from a run folder, a model folder or a Hub id: the full (merged) model, or
+    base + LoRA adapter with `adapter=True` (also when a LoRA run saved no merged copy)."""
+    from .modeling import describe_load_error
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        try:
+            return auto_class.from_pretrained(str(path))
+        except (OSError, ValueError) as exc:
+            raise describe_load_error(str(path), exc) from None
+    if not adapter and has_full_weights(folder):
+        return auto_class.from_pretrained(folder)
+    found = adapter_dir(folder)
+    if found is None:
+        raise ConfigError(f"{folder} holds no model: no config.json with weights and no LoRA adapter")
+    from peft import PeftModel
+
+    base_kwargs = {}
+    if (folder / "config.json").is_file():  # the run's config carries num_labels / id2label
+        from transformers import AutoConfig
+
+        base_kwargs["config"] = AutoConfig.from_pretrained(folder)
+    base = auto_class.from_pretrained(adapter_base(found), **base_kwargs)
+    return PeftModel.from_pretrained(base, found)
+
+
+# ------------------------------------------------------------------------------------------ a finished run
+
+
+@dataclass
+class RunFolder:
+    """A finished run: its folder, its resolved recipe and its summary."""
+
+    path: Path
+    cfg: RunConfig
+    summary: dict[str, Any]
+
+
+def load_run(run_dir: str | Path) -> RunFolder:
+    """A finished run folder -> its path, resolved config and summary; clear errors otherwise."""
+    from .config import read_yaml
+    from .recipes import build_config
+
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"run folder not found: {path}")
+    summary = read_summary(path)
+    if not (path / CONFIG).is_file() or summary is None:
+        raise ConfigError(f"{path} is not an hf-tuner run folder (no config.yaml / summary.json)")
+    if summary.get("status") != "completed":
+        raise HfTunerError(f"the run in {path} did not finish (status: {summary.get('status')})", 2)
+    return RunFolder(path, build_config(read_yaml(path / CONFIG), source=str(path / CONFIG)), summary)
