@@ -115,3 +115,51 @@ def test_copy_recipe_refuses_to_overwrite(tmp_path):
     with pytest.raises(ConfigError, match="already exists"):
         copy_recipe("quickstart", str(dest))
     copy_recipe("quickstart", str(dest), force=True)
+
+
+def test_yes_no_words_are_words_for_string_choices(tmp_path):
+    """`training.eval_strategy=no` as TrainingArguments spells it: YAML 1.1 would read it as False."""
+    assert build_config(apply_overrides(MINIMAL, ["training.eval_strategy=no"])).training.eval_strategy == "no"
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + "training:\n  save_strategy: no\n  use_cpu: yes\n  eval_strategy: no\n")
+    cfg = load_config(str(path))
+    assert cfg.training.save_strategy == "no" and cfg.training.eval_strategy == "no" and cfg.training.use_cpu is True
+    assert load_config(str(path), ["training.use_cpu=off"]).training.use_cpu is False
+    with pytest.raises(ConfigError, match="'training.eval_strategy' cannot be 'off'"):
+        load_config(str(path), ["training.eval_strategy=off"])
+
+
+def test_data_keys_belong_to_the_task():
+    with pytest.raises(ConfigError, match=r"'data.source_column': it is a key of seq2seq data"):
+        build_config({**MINIMAL, "data": {"train": "t.csv", "source_column": "x"}})
+    seq2seq = build_config({**MINIMAL, "task": "seq2seq", "data": {"train": "t.csv", "source_column": "x"}})
+    assert seq2seq.data.source_column == "x"
+    with pytest.raises(ConfigError, match="'predict_with_generate' is not a TrainingArguments name"):
+        build_config({**MINIMAL, "training": {"predict_with_generate": True}})
+
+
+def test_learning_rate_follows_the_method_unless_set():
+    from hf_tuner.run import learning_rate
+    from hf_tuner.tasks import get_task
+
+    for method, expected in (("full", 5e-5), ("lora", 5e-4)):
+        cfg = build_config({**MINIMAL, "method": {"name": method}})
+        assert learning_rate(cfg, get_task(cfg.task)(cfg)) == (expected, f"the {method} default; set training.learning_rate to change it")
+    cfg = build_config({**MINIMAL, "method": {"name": "lora"}, "training": {"learning_rate": 2e-3}})
+    assert learning_rate(cfg, get_task(cfg.task)(cfg))[0] == 2e-3
+    # the quickstart recipe no longer pins the full fine-tuning rate, so method.name=lora gets LoRA's
+    lora = load_config("quickstart", ["method.name=lora"])
+    assert lora.training.learning_rate is None
+
+
+def test_task_defaults_apply_unless_the_recipe_sets_them(tmp_path):
+    from hf_tuner.run import training_arguments
+    from hf_tuner.tasks import get_task
+
+    cfg = build_config(MINIMAL)
+    args = training_arguments(cfg, get_task(cfg.task)(cfg), tmp_path)
+    assert args.train_sampling_strategy == "group_by_length" and args.learning_rate == 5e-5
+    cfg = build_config({**MINIMAL, "training": {"train_sampling_strategy": "random"}})
+    assert training_arguments(cfg, get_task(cfg.task)(cfg), tmp_path).train_sampling_strategy == "random"
+    packed = build_config({**MINIMAL, "task": "causal-lm", "data": {"train": "t.csv", "packing": True}})
+    assert training_arguments(packed, get_task("causal-lm")(packed), tmp_path).train_sampling_strategy == "random"

@@ -100,3 +100,42 @@ def test_bf16_on_cpu_is_refused_before_training(cli, recipe, tmp_path):
 def test_predict_on_a_folder_that_is_not_a_run(cli, tmp_path):
     assert_clean_error(cli("predict", tmp_path, "hello"), 2, "not an hf-tuner run folder")
     assert_clean_error(cli("predict", tmp_path / "nope", "hello"), 2, "run folder not found")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("data.text_column=text", "column 'text' not found"),
+    ("model.name_or_path=/no/such/model", "model path does not exist"),
+])
+def test_train_fails_cleanly_before_training_and_leaves_nothing(cli, recipe, tmp_path, override, needle):
+    """Through `train`, not only `validate`: one error line, and neither the run folder nor its
+    staging folder is left behind (nothing was trained)."""
+    out = tmp_path / "run"
+    assert_clean_error(cli("train", recipe[0], override, "-o", out), 2, needle)
+    assert not out.exists() and not (tmp_path / "run.incomplete").exists()
+
+
+def test_a_run_that_fails_during_training_keeps_its_staging_folder(cli, recipe, tmp_path, monkeypatch):
+    import json
+
+    import transformers
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(transformers.Trainer, "train", broken)
+    out = tmp_path / "run"
+    result = cli("train", recipe[0], "data.max_train_samples=8", "eval.before_training=false", "-o", out)
+    assert_clean_error(result, 1, "disk full")
+    summary = json.loads((tmp_path / "run.incomplete" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == "disk full"
+    assert not out.exists()
+
+
+def test_several_mistakes_are_reported_at_once_unknown_keys_first(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: text-classification\ntrainng:\n  learning_rate: 1e-4\n")
+    result = cli("validate", bad)
+    assert_clean_error(result, 2, "3 problems", "unknown key 'trainng'", "did you mean 'training'",
+                       "missing required key 'model'", "missing required key 'data'")
+    line = result.stderr.strip()
+    assert line.index("trainng") < line.index("missing required key 'model'")
