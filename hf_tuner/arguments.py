@@ -39,9 +39,66 @@ SEQ2SEQ_TRAINING_ARGUMENTS = TRAINING_ARGUMENTS | frozenset(
     "predict_with_generate generation_config generation_num_beams sortish_sampler generation_max_length".split()
 )
 
+# `trl.RewardConfig` (trl 1.16) adds:
+REWARD_CONFIG = TRAINING_ARGUMENTS | frozenset(
+    """model_init_kwargs trust_remote_code chat_template_path disable_dropout dataset_num_proc
+    eos_token max_length pad_to_multiple_of center_rewards_coefficient activation_offloading
+    pad_token""".split()
+)
+
+# `trl.DPOConfig` (trl 1.16) adds:
+DPO_CONFIG = TRAINING_ARGUMENTS | frozenset(
+    """model_init_kwargs trust_remote_code router_aux_loss_coef disable_dropout dataset_num_proc
+    max_length truncation_mode padding_free pad_to_multiple_of precompute_ref_log_probs
+    precompute_ref_batch_size loss_type loss_weights ld_alpha f_divergence_type
+    f_alpha_divergence_coef label_smoothing beta use_weighting discopop_tau activation_offloading
+    sync_ref_model ref_model_mixup_alpha ref_model_sync_steps pad_token""".split()
+)
+
+# `trl.GRPOConfig` (trl 1.16) adds:
+GRPO_CONFIG = TRAINING_ARGUMENTS | frozenset(
+    """model_init_kwargs trust_remote_code router_aux_loss_coef disable_dropout cast_lm_head_to_fp32
+    num_generations num_generations_eval max_completion_length ds3_gather_for_generation
+    shuffle_dataset pad_to_multiple_of generation_batch_size steps_per_generation temperature top_p
+    top_k min_p generation_kwargs chat_template_kwargs repetition_penalty cache_implementation
+    use_vllm vllm_mode vllm_model_impl vllm_enable_sleep_mode vllm_structured_outputs_regex
+    vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port
+    vllm_gpu_memory_utilization vllm_max_model_length vllm_tensor_parallel_size beta num_iterations
+    epsilon delta epsilon_high sapo_temperature_neg sapo_temperature_pos vespo_k_pos
+    vespo_lambda_pos vespo_k_neg vespo_lambda_neg importance_sampling_level reward_weights
+    multi_objective_aggregation scale_rewards loss_type mask_truncated_completions sync_ref_model
+    ref_model_mixup_alpha ref_model_sync_steps top_entropy_quantile entropy_coef
+    use_adaptive_entropy entropy_coef_min entropy_coef_max entropy_coef_delta entropy_target
+    max_tool_calling_iterations vllm_importance_sampling_correction vllm_importance_sampling_mode
+    vllm_importance_sampling_clip_max vllm_importance_sampling_clip_min off_policy_mask_threshold
+    use_bias_correction_kl log_completions log_multimodal num_completions_to_print
+    log_unique_prompts log_completions_hub_repo use_transformers_continuous_batching
+    transformers_continuous_batching_config use_transformers_paged vllm_importance_sampling_cap""".split()
+)
+
+# `trl.RLOOConfig` (trl 1.16) adds:
+RLOO_CONFIG = TRAINING_ARGUMENTS | frozenset(
+    """model_init_kwargs trust_remote_code router_aux_loss_coef disable_dropout num_generations
+    num_generations_eval max_completion_length ds3_gather_for_generation shuffle_dataset
+    pad_to_multiple_of generation_batch_size steps_per_generation temperature top_p top_k min_p
+    generation_kwargs chat_template_kwargs repetition_penalty cache_implementation use_vllm
+    vllm_mode vllm_model_impl vllm_enable_sleep_mode vllm_structured_outputs_regex
+    vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port
+    vllm_gpu_memory_utilization vllm_max_model_length vllm_tensor_parallel_size beta num_iterations
+    epsilon epsilon_high reward_weights normalize_advantages reward_clip_range
+    mask_truncated_completions sync_ref_model ref_model_mixup_alpha ref_model_sync_steps
+    log_completions log_multimodal num_completions_to_print log_unique_prompts
+    use_transformers_continuous_batching transformers_continuous_batching_config
+    use_transformers_paged""".split()
+)
+
 ARGUMENT_NAMES: dict[str, frozenset[str]] = {
     "transformers:TrainingArguments": TRAINING_ARGUMENTS,
     "transformers:Seq2SeqTrainingArguments": SEQ2SEQ_TRAINING_ARGUMENTS,
+    "trl:RewardConfig": REWARD_CONFIG,
+    "trl:DPOConfig": DPO_CONFIG,
+    "trl:GRPOConfig": GRPO_CONFIG,
+    "trl:RLOOConfig": RLOO_CONFIG,
 }
 
 # Argument names that hf-tuner owns elsewhere in the recipe, with where they went.
@@ -58,6 +115,8 @@ OWNED = {
     "do_eval": "set `training.eval_strategy`",
     "do_predict": "use `hf-tuner predict`",
     "local_rank": "set by the launcher",
+    "max_length": "use `data.max_length`",
+    "trust_remote_code": "use `model.trust_remote_code`",
 }
 # Names that used to be arguments and now have another name: answered directly.
 RENAMED = {

@@ -42,6 +42,7 @@ class TokenizerConfig(Strict):
     type: Literal["byte-level-bpe", "wordpiece"] = "byte-level-bpe"
     vocab_size: int = Field(4000, ge=100)
     min_frequency: int = Field(2, ge=1)
+    chat_template: Optional[str] = None  # a Jinja chat template (or a .jinja file) for conversational data
 
     @model_validator(mode="after")
     def _one_source(self):

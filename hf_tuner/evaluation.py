@@ -111,12 +111,17 @@ def eval_config(ref: ModelRef, task: str, source: Optional[str], split: Optional
     evaluation = dict(base.get("eval", {}))
     if metrics:
         evaluation["metrics"] = list(metrics)
-    training = {k: v for k, v in base.get("training", {}).items() if k in ("seed", "per_device_eval_batch_size", "use_cpu", "bf16", "fp16", "dataloader_num_workers")}
+    from .tasks import get_task
+
+    task_cls = get_task(task)
+    keep = ("seed", "per_device_eval_batch_size", "use_cpu", "bf16", "fp16", "dataloader_num_workers", *task_cls.eval_training_keys)
+    training = {k: v for k, v in base.get("training", {}).items() if k in keep}
     if batch_size:
         training["per_device_eval_batch_size"] = batch_size
     training.update(report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=False)  # a progress bar
     cfg = {"task": task, "model": model, "data": {k: v for k, v in data.items() if v is not None},
            "method": {"name": "full"}, "training": training, "eval": evaluation}
+    cfg.update({k: base[k] for k in task_cls.sections if k in base})  # e.g. grpo's `reward:`
     if base.get("description"):
         cfg["description"] = base["description"]
     return build_config(cfg, source="evaluation settings")
@@ -164,6 +169,7 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
     cfg = eval_config(ref, task_name, source, split if not bench else None, cols, batch_size, max_samples,
                       list(bench.eval_metrics) if bench and bench.eval_metrics else None)
     t = task_cls(cfg)
+    t.run_cfg = ref.run_cfg  # the recipe the model was trained with (None for a plain model)
     splits = t.load_data()
     splits = _only_split(splits, run_split or "validation")
     if classifier and t.labels:

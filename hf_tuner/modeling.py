@@ -45,7 +45,10 @@ def model_source(cfg: ModelConfig) -> str:
     looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
     if looks_local:
         if not path.exists():
-            raise ConfigError(f"model path does not exist: {name} (model.name_or_path takes a folder, a Hub id or packaged:NAME)")
+            from .recipes import run_folder_hint
+
+            hint = run_folder_hint(name) or " (model.name_or_path takes a folder, a Hub id or packaged:NAME)"
+            raise ConfigError(f"model path does not exist: {name}{hint}")
         if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             raise ConfigError(f"{name} is not a model folder: it has no config.json")
         return str(path.resolve())
@@ -107,15 +110,28 @@ def load_tokenizer(cfg: ModelConfig, texts: Optional[Iterable[str]] = None, kind
     if tok_cfg is not None and tok_cfg.train:
         if texts is None:
             raise HfTunerError("internal: tokenizer training needs the training texts")
-        return train_tokenizer(texts, tok_cfg.type, tok_cfg.vocab_size, tok_cfg.min_frequency, kind)
-    if tok_cfg is not None and tok_cfg.name_or_path:
-        name = resolve_model(tok_cfg.name_or_path)
+        tokenizer = train_tokenizer(texts, tok_cfg.type, tok_cfg.vocab_size, tok_cfg.min_frequency, kind)
     else:
-        name = model_source(cfg)
-    try:
-        return AutoTokenizer.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise describe_load_error(name, exc) from None
+        name = resolve_model(tok_cfg.name_or_path) if tok_cfg is not None and tok_cfg.name_or_path else model_source(cfg)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise describe_load_error(name, exc) from None
+    if tok_cfg is not None and tok_cfg.chat_template:
+        tokenizer.chat_template = read_chat_template(tok_cfg.chat_template)
+    return tokenizer
+
+
+def read_chat_template(value: str) -> str:
+    """`model.tokenizer.chat_template`: a Jinja template, or the path of a file holding one."""
+    path = Path(value).expanduser()
+    if value.endswith((".jinja", ".j2", ".txt")) or ("{" not in value and path.exists()):
+        if not path.is_file():
+            raise ConfigError(f"model.tokenizer.chat_template: file not found: {value}")
+        return path.read_text(encoding="utf-8")
+    if "{" not in value:
+        raise ConfigError("model.tokenizer.chat_template is neither a Jinja template (it has no '{') nor an existing file")
+    return value
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_frequency: int = 2, model_kind: str = "causal"):

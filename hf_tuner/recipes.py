@@ -119,3 +119,12 @@ def task_keys(task: str) -> list[str]:
     lines.append(f"# training: any {class_name(task_cls.arguments)} name ({len(names_of(task_cls.arguments))} names; "
                  f"`{task_cls.arguments}`)")
     return lines
+
+
+def run_folder_hint(path: str) -> str:
+    """' (a run folder: train it first with `hf-tuner train NAME`)' when a missing path is named
+    after a bundled recipe (e.g. runs/quickstart), else ''."""
+    name = Path(path).name
+    if name and (recipes_dir() / f"{name}.yaml").is_file():
+        return f" (a run folder: train it first with `hf-tuner train {name}`)"
+    return ""

@@ -187,7 +187,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
     }
     if cfg.eval.before_training:
         on_status("Evaluating the model before training ...")
-        results["metrics_before"] = task.evaluate(trainer, features, "validation")
+        results["metrics_before"] = task.evaluate(trainer, features, "validation", phase="before")
     on_status(f"Training on {len(features.train)} rows ...")
     summary["status"] = "training"
     write(staging / rundir.SUMMARY, summary)
@@ -224,6 +224,9 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
     write(staging / rundir.METRICS, {k: v for k, v in metrics_file.items() if v is not None})
     plot_loss(trainer.state.log_history, staging / rundir.LOSS_PLOT)
     write(staging / rundir.LOG_HISTORY, trainer.state.log_history)
+    extra = task.write_artifacts(staging, trainer.state.log_history)
+    if extra:
+        results["artifacts"] = extra
     write_model_card(staging, cfg, {**summary, **results})
     return results
 

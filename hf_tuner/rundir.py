@@ -64,6 +64,18 @@ def is_run_folder(path: Path) -> bool:
     return path.is_dir() and ((path / CONFIG).is_file() or (path / SUMMARY).is_file())
 
 
+def run_task(path: Path) -> Optional[str]:
+    """The task of the run in `path` (from its config.yaml), or None when `path` holds no run."""
+    if not (path / CONFIG).is_file():
+        return None
+    from .config import read_yaml
+
+    try:
+        return str(read_yaml(path / CONFIG).get("task"))
+    except HfTunerError:
+        return None
+
+
 def has_full_weights(path: Path) -> bool:
     """True when `path` holds a full model (config + weights), not only a LoRA adapter."""
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))

@@ -25,6 +25,10 @@ REGISTRY: dict[str, Union[str, type]] = {
     "causal-lm": "hf_tuner.tasks.causal_lm:CausalLM",
     "seq2seq": "hf_tuner.tasks.seq2seq:Seq2Seq",
     "image-classification": "hf_tuner.tasks.image_classification:ImageClassification",
+    "reward-modeling": "hf_tuner.tasks.reward_modeling:RewardModeling",
+    "dpo": "hf_tuner.tasks.dpo:DPO",
+    "grpo": "hf_tuner.tasks.policy:GRPO",
+    "rloo": "hf_tuner.tasks.policy:RLOO",
 }
 ENTRY_POINT_GROUP = "hf_tuner.tasks"
 _discovered = False
@@ -88,6 +92,7 @@ def recipe_model(name: str) -> "type[RunConfig]":
         f"{task.__name__}Recipe", __base__=RunConfig,
         data=(task.data_schema, ...),
         training=(training, Field(default_factory=training)),
+        **task.sections,
     )
 
 

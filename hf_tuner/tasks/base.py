@@ -74,12 +74,19 @@ class Task:
     greater_is_better: ClassVar[bool] = False
     classifier: ClassVar[bool] = False  # predicts one of the data's labels (id2label on the model config)
     harness: ClassVar[bool] = False  # lm-evaluation-harness can evaluate its models
+    # recipe sections of this task besides the shared ones: name -> (type, default), e.g. grpo's `reward:`
+    sections: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    # tasks whose run folders this task may start from (model.name_or_path); empty: its own only
+    model_kinds: ClassVar[tuple[str, ...]] = ()
+    # `training:` keys `hf-tuner eval` keeps from the run's recipe (besides seed, batch size, precision)
+    eval_training_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.labels: Optional[list[str]] = None  # a classifier's labels, in id order (set by load_data)
         self.cache_hits: Optional[dict[str, bool]] = None  # split -> tokenised data read from the cache
         self.notes: list[str] = []  # one-line facts for validate / summary.json (e.g. a replaced head)
+        self.run_cfg: Optional[RunConfig] = None  # `hf-tuner eval`: the recipe the evaluated run was trained with
 
     # ---- recipe ----------------------------------------------------------------------------
     @classmethod
@@ -89,6 +96,15 @@ class Task:
         if cls.needs_tokenizer and not cfg.model.has_tokenizer_source():
             problems.append("a model built from scratch needs a tokenizer: set model.tokenizer.train=true "
                             "or model.tokenizer.name_or_path")
+        source = cfg.model.name_or_path
+        if source and not source.startswith("packaged:"):
+            from ..rundir import run_task
+
+            kinds = cls.model_kinds or (cls.name,)
+            task = run_task(Path(source).expanduser())
+            if task is not None and task not in kinds:
+                problems.append(f"model.name_or_path: {source} is a {task} run; a {cls.name} run starts from a "
+                                f"{' / '.join(kinds)} model")
         return problems
 
     def facts(self) -> dict[str, Any]:
@@ -180,8 +196,9 @@ class Task:
                 kwargs[key] = value
         return self.trainer_class()(**kwargs, **self.trainer_kwargs(processing))
 
-    def evaluate(self, trainer: Any, features: Splits, split: str) -> dict[str, Any]:
-        """The metrics of one split (keys without prefix, no speed figures)."""
+    def evaluate(self, trainer: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
+        """The metrics of one split (keys without prefix, no speed figures). `phase` says when:
+        "before" or "after" training, or "eval" (`hf-tuner eval`)."""
         from ..metrics import strip_metrics
 
         metrics = strip_metrics(trainer.evaluate(eval_dataset=getattr(features, split), metric_key_prefix=split), split)
@@ -195,7 +212,12 @@ class Task:
     def eval_report(self, trainer: Any, features: Splits) -> dict[str, Any]:
         """What `hf-tuner eval` reports on `features.validation`: {"metrics": {...}} and any
         task-specific extras (a classifier adds per-class figures and a confusion matrix)."""
-        return {"metrics": self.evaluate(trainer, features, "validation")}
+        return {"metrics": self.evaluate(trainer, features, "validation", phase="eval")}
+
+    def write_artifacts(self, run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:
+        """Write task-specific files into a finished run folder (e.g. generated samples, a reward
+        plot); returns their names."""
+        return []
 
     # ---- after training ----------------------------------------------------------------------
     def load_trained(self, path: str | Path, adapter: bool = False) -> Loaded:

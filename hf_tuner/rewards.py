@@ -1,0 +1,244 @@
+"""Rewards for policy optimisation (`grpo`, `rloo`) and scoring texts with a reward model.
+
+A recipe's `reward:` list names each reward as one of
+- `model: PATH_OR_ID` — a reward model (a `reward-modeling` run, or any one-output sequence
+  classifier): the reward is its score of prompt + completion;
+- `model: PATH_OR_ID` + `label: NAME` — any sequence classifier (e.g. the quickstart sentiment run):
+  the reward is the probability of that label;
+- `function: module:name` or `path/to/file.py:name` — a Python function called as TRL calls reward
+  functions: `f(prompts=..., completions=..., completion_ids=..., **every other data column)`
+  returning one float (or None) per completion;
+each with a `weight`. Models are wrapped as functions that tokenise the text the way the model was
+trained (its own tokenizer and special tokens), not the way TRL scores a reward *model* (logit 0 of
+the policy text re-tokenised without special tokens), so a classifier whose tokenizer differs from
+the policy's is scored correctly.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import ConfigError, HfTunerError, did_you_mean, listing
+
+# tasks whose runs can serve as rewards
+REWARD_TASKS = ("reward-modeling", "text-classification")
+
+
+class RewardSpec(BaseModel):
+    """One entry of a recipe's `reward:` list."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: Optional[str] = None
+    label: Optional[str] = None
+    function: Optional[str] = None
+    weight: float = 1.0
+    text: Literal["prompt+completion", "completion"] = "prompt+completion"  # what a model reward reads
+    name: Optional[str] = None  # how metrics and logs call it (default: from the model or function)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if bool(self.model) == bool(self.function):
+            raise ValueError("each reward entry sets exactly one of `model` (a reward model or classifier) and "
+                             "`function` (module:name or file.py:name)")
+        if self.label is not None and not self.model:
+            raise ValueError("`label` goes with `model` (a classifier whose label probability is the reward)")
+        return self
+
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.function:
+            return self.function.rpartition(":")[2]
+        base = Path(self.model).name or self.model
+        return f"{base}:{self.label}" if self.label else base
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def score_texts(model: Any, tokenizer: Any, texts: list[str], label_index: Optional[int] = None,
+                batch_size: int = 32, max_length: int = 512) -> list[float]:
+    """A sequence classifier's score of each text: logit 0 (a reward model) or the probability of
+    `label_index`. Texts are tokenised with the model's own tokenizer and special tokens."""
+    import torch
+
+    limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+    scores: list[float] = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=limit, padding=True,
+                        return_tensors="pt")
+        enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.no_grad():
+            logits = model(**enc).logits.float()
+        values = logits[:, 0] if label_index is None else logits.softmax(-1)[:, label_index]
+        scores += values.tolist()
+    return scores
+
+
+def as_text(value: Any) -> str:
+    """A prompt or completion as plain text (conversational messages: their contents, joined)."""
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
+    return str(value)
+
+
+class ModelReward:
+    """A reward model or classifier as a TRL reward function."""
+
+    def __init__(self, spec: RewardSpec, index: int):
+        from .modeling import load_processing
+        from .rundir import load_trained
+
+        self.spec = spec
+        self.__name__ = spec.display_name()
+        path = resolve_reward_model(spec.model, index)
+        from transformers import AutoModelForSequenceClassification
+
+        self.model = load_trained(AutoModelForSequenceClassification, path).eval()
+        self.tokenizer = load_processing("AutoTokenizer", path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.label_index = label_index(self.model.config, spec, index)
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+        texts = [as_text(c) if self.spec.text == "completion" else as_text(p) + as_text(c)
+                 for p, c in zip(prompts, completions)]
+        return score_texts(self.model, self.tokenizer, texts, self.label_index)
+
+
+def label_index(config: Any, spec: RewardSpec, index: int) -> Optional[int]:
+    """The output a classifier reward reads: the index of `spec.label`, or None (logit 0) for a
+    one-output reward model."""
+    num_labels = int(getattr(config, "num_labels", 1))
+    names = {str(v): int(k) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    if spec.label is None:
+        if num_labels != 1:
+            raise ConfigError(f"reward[{index}]: {spec.model} is a classifier with {num_labels} labels "
+                              f"({listing(names)}): say which one is rewarded with reward[{index}].label")
+        return None
+    if spec.label not in names:
+        raise ConfigError(f"reward[{index}].label '{spec.label}' is not a label of {spec.model}"
+                          f"{did_you_mean(spec.label, names)}; its labels: {listing(names)}")
+    return names[spec.label]
+
+
+def resolve_reward_model(name: str, index: int) -> str:
+    """A reward model's folder or Hub id, checked: a run folder must be a reward model or classifier
+    run; a missing local path names the recipe that makes it."""
+    from .packaged import is_packaged, resolve_model
+    from .recipes import run_folder_hint
+    from .rundir import run_task
+
+    if is_packaged(name):
+        return resolve_model(name)
+    path = Path(name).expanduser()
+    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
+    if looks_local and not path.exists():
+        raise ConfigError(f"reward[{index}].model: {name} does not exist{run_folder_hint(name)}")
+    task = run_task(path) if path.is_dir() else None
+    if task is not None and task not in REWARD_TASKS:
+        raise ConfigError(f"reward[{index}].model: {name} is a {task} run, not a reward model or classifier: "
+                          f"use a reward-modeling run (e.g. `hf-tuner train tweets-reward`) or a text-classification "
+                          "run with reward[].label")
+    return str(path.resolve()) if path.exists() else name
+
+
+# ------------------------------------------------------------------------------------------ functions
+
+
+class FunctionReward:
+    """A user's reward function, called with the keyword arguments it accepts, its output checked."""
+
+    def __init__(self, spec: RewardSpec, index: int):
+        self.spec = spec
+        self.fn = import_function(spec.function, index)
+        self.__name__ = spec.display_name()
+        params = inspect.signature(self.fn).parameters.values()
+        self.takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        self.accepted = {p.name for p in params}
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Optional[float]]:
+        kwargs = {"prompts": prompts, "completions": completions, **kwargs}
+        if not self.takes_all:
+            kwargs = {k: v for k, v in kwargs.items() if k in self.accepted}
+        try:
+            out = self.fn(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - a user's function: report it in one line
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise HfTunerError(f"reward function {self.spec.function} raised {type(exc).__name__}: {text}") from None
+        return check_rewards(out, len(completions), self.spec.function)
+
+
+def check_rewards(values: Any, expected: int, name: str) -> list[Optional[float]]:
+    """A reward function's output: one float (or None) per completion."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise HfTunerError(f"reward function {name} returned {type(values).__name__}, not a list of floats") from None
+    if len(values) != expected:
+        raise HfTunerError(f"reward function {name} returned {len(values)} values for {expected} completions: "
+                           "return one float (or None) per completion")
+    out: list[Optional[float]] = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            raise HfTunerError(f"reward function {name} returned {v!r}, not a number") from None
+    return out
+
+
+def import_function(target: str, index: int) -> Callable[..., Any]:
+    """`package.module:name` or `path/to/file.py:name` -> the function."""
+    module_part, sep, name = target.rpartition(":")
+    if not sep or not module_part or not name:
+        raise ConfigError(f"reward[{index}].function '{target}' is not module:name or path/to/file.py:name")
+    try:
+        if module_part.endswith(".py"):
+            path = Path(module_part).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"reward[{index}].function: file not found: {module_part}")
+            spec = importlib.util.spec_from_file_location(f"hf_tuner_reward_{path.stem}_{index}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(module_part)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an import error of the user's module, in one line
+        raise ConfigError(f"reward[{index}].function: cannot import {module_part}: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise ConfigError(f"reward[{index}].function: {module_part} has no function '{name}'{did_you_mean(name, names)}")
+    return fn
+
+
+def build_rewards(specs: list[RewardSpec]) -> list[Callable[..., Any]]:
+    """The recipe's rewards as TRL reward functions, in order."""
+    return [ModelReward(s, i) if s.model else FunctionReward(s, i) for i, s in enumerate(specs)]
+
+
+def total_reward(rewards: list[Callable[..., Any]], weights: list[float], prompts: list[Any], completions: list[Any],
+                 **columns: Any) -> tuple[list[float], dict[str, list[Optional[float]]]]:
+    """The weighted sum of every reward per completion (None counts as missing: skipped, as TRL
+    does), and each reward's own values by name."""
+    per: dict[str, list[Optional[float]]] = {}
+    totals = [0.0] * len(completions)
+    for fn, weight in zip(rewards, weights):
+        values = fn(prompts=prompts, completions=completions, **columns)
+        if isinstance(fn, ModelReward):
+            values = check_rewards(values, len(completions), fn.__name__)
+        per[fn.__name__] = values
+        totals = [t + weight * v if v is not None else t for t, v in zip(totals, values)]
+    return totals, per
