@@ -77,15 +77,16 @@ def main(
 @recipes_app.command("list")
 @handle_errors
 def recipes_list() -> None:
-    """List the bundled recipes: name, task, method, description."""
+    """List the bundled recipes: name, task, method, what they need to run, description."""
     from .recipes import list_recipes
 
     infos = list_recipes()
     width = max((len(r.name) for r in infos), default=4)
     twidth = max((len(r.task) for r in infos), default=4)
-    typer.echo(f"{'NAME'.ljust(width)}  {'TASK'.ljust(twidth)}  METHOD  DESCRIPTION")
+    rwidth = max((len(r.runs) for r in infos), default=4)
+    typer.echo(f"{'NAME'.ljust(width)}  {'TASK'.ljust(twidth)}  METHOD  {'RUNS'.ljust(rwidth)}  DESCRIPTION")
     for r in infos:
-        typer.echo(f"{r.name.ljust(width)}  {r.task.ljust(twidth)}  {r.method.ljust(6)}  {r.description}")
+        typer.echo(f"{r.name.ljust(width)}  {r.task.ljust(twidth)}  {r.method.ljust(6)}  {r.runs.ljust(rwidth)}  {r.description}")
 
 
 @recipes_app.command("show")

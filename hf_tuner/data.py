@@ -230,7 +230,9 @@ def encode_labels(splits: Splits, column: str, wanted: Optional[list[str]]) -> t
         present = set(texts["train"])
         absent = [l for l in labels if l not in present]
         if absent:
-            raise DataError(f"data.labels names {absent} but the train labels are: {listing(sorted(present))}")
+            seen = sorted(present, key=_label_sort_key)
+            raise DataError(f"data.labels names {absent} but the train labels are: {listing(seen)}: set data.labels=null "
+                            f"to use every label, or list the ones to keep (e.g. data.labels=[{', '.join(seen[:2])}])")
     else:
         seen = set(texts["train"])
         labels = names_of if names_of and seen <= set(names_of) else sorted(seen, key=_label_sort_key)

@@ -93,13 +93,39 @@ def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None
     if cfg.from_scratch is not None:
         return auto_class.from_config(config)
     name = model_source(cfg)
+    kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
+    replaced = replaced_head(name, cfg, config)
+    if replaced:
+        kwargs["ignore_mismatched_sizes"] = True  # keep the body, start a new head of the right size
+        if notes is not None:
+            notes.append(replaced)
     try:
         return auto_class.from_pretrained(
-            name, config=config, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-            **({"dtype": dtype} if dtype is not None else {}),
-        )
+            name, config=config, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **kwargs)
     except (OSError, ValueError) as exc:
         raise describe_load_error(name, exc) from None
+
+
+HEAD_SUFFIXES = ("ForSequenceClassification", "ForImageClassification", "ForTokenClassification")
+
+
+def replaced_head(name: str, cfg: ModelConfig, config: Any) -> Optional[str]:
+    """A one-line note when the checkpoint has a trained classifier head of another size than
+    `config` asks for (e.g. ImageNet's 1,000 classes, tuned on 3), else None."""
+    from transformers import AutoConfig
+
+    try:
+        own = AutoConfig.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    heads = [a for a in (getattr(own, "architectures", None) or []) if a.endswith(HEAD_SUFFIXES)]
+    wanted = getattr(config, "num_labels", None)
+    if not heads or wanted is None or own.num_labels == wanted:
+        return None
+    labels = [str(v) for _, v in sorted((getattr(own, "id2label", None) or {}).items())]
+    shown = f" ({listing(labels, 5)})" if labels and not all(l.startswith("LABEL_") for l in labels) else ""
+    return (f"model: the checkpoint's classifier head has {own.num_labels} classes{shown}; it was replaced by a new, "
+            f"untrained head for {wanted} classes")
 
 
 def load_tokenizer(cfg: ModelConfig, texts: Optional[Iterable[str]] = None, kind: str = "causal"):

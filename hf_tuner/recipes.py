@@ -26,16 +26,36 @@ class RecipeInfo:
     task: str
     method: str
     description: str
+    runs: str = "offline"  # "offline", "offline after NAME[+NAME]" (run folders it starts from) or "hub"
 
 
 def list_recipes() -> list[RecipeInfo]:
     """Every bundled recipe, sorted by name (reads only the YAML, imports nothing heavy)."""
     infos = []
-    for path in sorted(recipes_dir().glob("*.yaml")):
+    for path in sorted(recipes_dir().glob("*.yaml"), key=lambda p: p.stem):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         method = (data.get("method") or {}).get("name", "full")
-        infos.append(RecipeInfo(path.stem, path, data.get("task", "?"), method, data.get("description", "")))
+        infos.append(RecipeInfo(path.stem, path, data.get("task", "?"), method, data.get("description", ""), needs(data)))
     return infos
+
+
+def needs(data: dict[str, Any]) -> str:
+    """What a recipe needs to run, from its YAML: the Hub, or nothing (offline), or earlier runs."""
+    model = data.get("model") or {}
+    sources = [model.get("name_or_path"), *((data.get("data") or {}).get(k) for k in ("train", "validation", "test")),
+               *(r.get("model") for r in (data.get("reward") or []) if isinstance(r, dict))]
+    after = []
+    for source in filter(None, sources):
+        source = str(source)
+        if source.startswith("packaged:"):
+            continue
+        path = Path(source)
+        if source.startswith((".", "/", "~")) or path.suffix or len(path.parts) > 2 or source.startswith("runs/"):
+            if len(path.parts) >= 2 and path.parts[-2] == "runs" and (recipes_dir() / f"{path.name}.yaml").is_file():
+                after.append(path.name)
+            continue
+        return "hub"
+    return "offline" + (f" after {'+'.join(after)}" if after else "")
 
 
 def resolve_recipe(recipe: str) -> Path:
