@@ -3,7 +3,6 @@ that do not match the data, the recipe list's order and what each recipe needs."
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from conftest import assert_clean_error
 

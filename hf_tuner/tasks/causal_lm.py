@@ -182,12 +182,17 @@ class CausalLM(Task):
                           eos_token_id=processing.eos_token_id)
         return kwargs
 
+    def check_positions(self, positions: int) -> None:
+        """Fail before training when the sequences would not fit the model's position table."""
+        if self.cfg.data.max_length > positions:
+            raise ConfigError(f"data.max_length={self.cfg.data.max_length} is longer than the model's {positions} "
+                              "positions: lower data.max_length")
+
     def after_model_load(self, model: Any, processing: Any) -> Any:
         config = model.config
         positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-        if positions and self.cfg.data.max_length > positions:
-            raise ConfigError(f"data.max_length={self.cfg.data.max_length} is longer than the model's {positions} "
-                              "positions: lower data.max_length")
+        if positions:
+            self.check_positions(positions)
         if len(processing) > model.get_input_embeddings().num_embeddings:  # a pad/eos token was added
             model.resize_token_embeddings(len(processing))
         generation = getattr(model, "generation_config", None)

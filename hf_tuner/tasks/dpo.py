@@ -12,7 +12,7 @@ from typing import Any
 from ..data import Splits
 from ..errors import ConfigError
 from .causal_lm import CausalLM
-from .preference import PreferenceData, load_pairs
+from .preference import PreferenceData, PreferencePairs
 
 # TRL's eval metric names -> the names hf-tuner reports
 METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
@@ -21,7 +21,7 @@ METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "rew
 DEFAULT_LEARNING_RATE = {"full": 5e-6, "lora": 5e-5}
 
 
-class DPO(CausalLM):
+class DPO(PreferencePairs, CausalLM):
     name = "dpo"
     arguments = "trl:DPOConfig"
     data_schema = PreferenceData
@@ -32,18 +32,13 @@ class DPO(CausalLM):
 
     @classmethod
     def check_config(cls, cfg) -> list[str]:
-        return super(CausalLM, cls).check_config(cfg)  # CausalLM's checks are about its own data keys
+        from ..rewards import missing_run_folder
+
+        # CausalLM's checks are about its own data keys
+        return super(CausalLM, cls).check_config(cfg) + missing_run_folder(cfg.model.name_or_path, "model.name_or_path")
 
     def default_learning_rate(self) -> float:
         return DEFAULT_LEARNING_RATE[self.cfg.method.name]
-
-    def load_data(self) -> Splits:
-        return load_pairs(self.cfg.data, self.cfg.training.seed)
-
-    def training_texts(self, splits: Splits):
-        for col in ("prompt", "chosen", "rejected"):
-            if col in splits.train.column_names and isinstance(splits.train[0][col], str):
-                yield from splits.train[col]
 
     def preprocess(self, splits: Splits, processing: Any) -> Splits:
         return splits  # DPOTrainer tokenises prompt / chosen / rejected itself (and caches it)
@@ -56,8 +51,10 @@ class DPO(CausalLM):
 
         from ..modeling import is_peft
 
+        # `hf-tuner eval` has no train split, and DPOTrainer wants one: the evaluated split stands in (never trained on)
         return DPOTrainer(model=model, ref_model=None if is_peft(model) else self.reference_model(model), args=args,
-                          train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing)
+                          train_dataset=train_dataset if train_dataset is not None else eval_dataset,
+                          eval_dataset=eval_dataset, processing_class=processing)
 
     def reference_model(self, model: Any) -> Any:
         """The frozen reference of full fine-tuning: a copy of the starting model; when evaluating a

@@ -68,7 +68,11 @@ class PolicyOptimization(CausalLM):
     # ---- recipe ------------------------------------------------------------------------------
     @classmethod
     def check_config(cls, cfg) -> list[str]:
-        problems = super(CausalLM, cls).check_config(cfg)
+        from ..rewards import missing_run_folder
+
+        problems = super(CausalLM, cls).check_config(cfg) + missing_run_folder(cfg.model.name_or_path, "model.name_or_path")
+        for i, spec in enumerate(cfg.reward):
+            problems += missing_run_folder(spec.model, f"reward[{i}].model")
         extra = cfg.training.model_extra or {}
         if not cfg.reward:
             problems.append("reward: the list is empty: name at least one reward (model, model + label, or function)")
@@ -131,27 +135,17 @@ class PolicyOptimization(CausalLM):
     def training_texts(self, splits: Splits):
         yield from (str(p) for p in splits.train["prompt"])
 
-    def after_model_load(self, model: Any, processing: Any) -> Any:
-        config = model.config
-        positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-        extra = self.cfg.training.model_extra or {}
+    def check_positions(self, positions: int) -> None:
         from ..arguments import import_object
 
+        extra = self.cfg.training.model_extra or {}
         completion = extra.get("max_completion_length",
                                import_object(self.arguments).__dataclass_fields__["max_completion_length"].default)
         needed = self.cfg.data.max_prompt_length + completion
-        if positions and needed > positions:
+        if needed > positions:
             raise ConfigError(f"data.max_prompt_length ({self.cfg.data.max_prompt_length}) + training.max_completion_length "
                               f"({completion}) = {needed} tokens, more than the model's {positions} positions: "
                               "lower one of them")
-        # CausalLM's own check reads data.max_length, which prompts do not have; the rest is the same
-        if len(processing) > model.get_input_embeddings().num_embeddings:
-            model.resize_token_embeddings(len(processing))
-        generation = getattr(model, "generation_config", None)
-        if generation is not None:
-            generation.pad_token_id = processing.pad_token_id
-            generation.eos_token_id = processing.eos_token_id
-        return model
 
     def load_model(self, splits: Splits, processing: Any) -> Any:
         model = super().load_model(splits, processing)

@@ -27,6 +27,21 @@ class PreferenceData(DataConfig):
     max_length: int = Field(512, ge=8)  # tokens of prompt + completion; longer pairs are cut at the end
 
 
+class PreferencePairs:
+    """Mixin of the tasks that train on preference pairs: loading them, and the texts a tokenizer
+    trained from scratch learns from."""
+
+    cfg: Any
+
+    def load_data(self) -> Splits:
+        return load_pairs(self.cfg.data, self.cfg.training.seed)
+
+    def training_texts(self, splits: Splits):
+        for col in STANDARD:
+            if col in splits.train.column_names and isinstance(splits.train[0][col], str):
+                yield from splits.train[col]
+
+
 def is_conversational(value: Any) -> bool:
     """True for a list of {"role", "content"} messages."""
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
@@ -35,7 +50,9 @@ def is_conversational(value: Any) -> bool:
 def load_pairs(data: PreferenceData, seed: int) -> Splits:
     """The pairs of every split with columns prompt (when there is one), chosen and rejected."""
     splits = load_splits(data)
-    explicit = "prompt_column" in data.model_fields_set and data.prompt_column is not None
+    # a name other than the default must exist; the default ("prompt") is optional. (Not "was it set":
+    # a run's saved config.yaml sets every key, so `eval` of a run trained without prompts would fail.)
+    explicit = data.prompt_column is not None and data.prompt_column != PreferenceData.model_fields["prompt_column"].default
     prompt = data.prompt_column
     if prompt and prompt not in splits.train.column_names:
         if explicit:

@@ -15,12 +15,12 @@ from typing import Any
 
 from ..data import Splits, cached_map, tokenizer_fingerprint
 from .base import CardInfo, Loaded, Task
-from .preference import PreferenceData, load_pairs, pair_texts
+from .preference import PreferenceData, PreferencePairs, pair_texts
 
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert")
 
 
-class RewardModeling(Task):
+class RewardModeling(PreferencePairs, Task):
     name = "reward-modeling"
     arguments = "trl:RewardConfig"
     data_schema = PreferenceData
@@ -36,14 +36,6 @@ class RewardModeling(Task):
     def tokenizer_kind(self) -> str:  # type: ignore[override]
         scratch = self.cfg.model.from_scratch
         return "encoder" if scratch is not None and scratch.model_type in ENCODER_TYPES else "causal"
-
-    def load_data(self) -> Splits:
-        return load_pairs(self.cfg.data, self.cfg.training.seed)
-
-    def training_texts(self, splits: Splits):
-        for col in ("prompt", "chosen", "rejected"):
-            if col in splits.train.column_names and isinstance(splits.train[0][col], str):
-                yield from splits.train[col]
 
     def load_processing(self, splits: Splits) -> Any:
         tokenizer = super().load_processing(splits)
@@ -83,6 +75,14 @@ class RewardModeling(Task):
         return {"max_length": None}
 
     def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
+        if train_dataset is None:  # `hf-tuner eval`: RewardTrainer requires a train set; pair_metrics needs none
+            from transformers import Trainer
+
+            return Trainer(model=model, args=args, processing_class=processing)
+        if train_dataset is None:  # `hf-tuner eval`: `evaluate` scores the pairs itself
+            from transformers import Trainer
+
+            return Trainer(model=model, args=args, processing_class=processing)
         from trl import RewardTrainer
 
         return RewardTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,

@@ -8,7 +8,6 @@ metrics `eval.metrics` names (ROUGE for summaries, BLEU / chrF for translation),
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from pydantic import Field
