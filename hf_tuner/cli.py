@@ -143,7 +143,8 @@ def train(
     recipe: str = typer.Argument(..., help="Bundled recipe name or path to a YAML recipe."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: the recipe's output_dir, else runs/RECIPE)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in the output folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in the output folder (or an unfinished run's checkpoints)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its newest complete checkpoint."),
     num_processes: int = typer.Option(1, "--num-processes", "-n", help="Train in N processes through accelerate (one per GPU; gloo on CPU)."),
 ) -> None:
     """Fine-tune as a recipe says and write a run folder."""
@@ -155,13 +156,14 @@ def train(
 
     cfg = load_config(recipe, overrides or [])  # fail on a bad recipe before starting any process
     name = Path(resolve_recipe(recipe)).stem
-    argv = ["train", recipe, *(overrides or []), *(["-o", output_dir] if output_dir else []), *(["--overwrite"] if overwrite else [])]
+    argv = ["train", recipe, *(overrides or []), *(["-o", output_dir] if output_dir else []), *(["--overwrite"] if overwrite else []),
+            *(["--resume"] if resume else [])]
     if num_processes > 1 and not under_launcher():
         code = launch(num_processes, argv)
         if code:
             raise typer.Exit(code)
         return
-    summary = run_train(cfg, name, output_dir, overwrite, argv=argv, on_status=lambda m: typer.echo(m, err=True))
+    summary = run_train(cfg, name, output_dir, overwrite, argv=argv, on_status=lambda m: typer.echo(m, err=True), resume=resume)
     if os.environ.get("RANK", "0") == "0":  # under a launcher, only the main process reports
         _print_summary(summary)
     if cfg.hub.push and os.environ.get("RANK", "0") == "0":

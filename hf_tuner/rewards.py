@@ -68,7 +68,9 @@ def score_texts(model: Any, tokenizer: Any, texts: list[str], label_index: Optio
     `label_index`. Texts are tokenised with the model's own tokenizer and special tokens."""
     import torch
 
-    limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+    # a tokenizer trained from scratch has no model_max_length (1e30): the model's positions bound it too
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length, positions or max_length)
     scores: list[float] = []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=limit, padding=True,

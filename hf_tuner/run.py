@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any, Optional
 
 from . import rundir
 from .config import RunConfig, save_config
-from .errors import ConfigError
+from .errors import ConfigError, HfTunerError
 from .secrets import command_line
 
 
@@ -109,47 +110,136 @@ def training_arguments(cfg: RunConfig, task: Any, out: Path) -> Any:
 
 
 def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, overwrite: bool = False,
-          argv: Optional[list[str]] = None, on_status=print) -> dict[str, Any]:
+          argv: Optional[list[str]] = None, on_status=print, resume: bool = False) -> dict[str, Any]:
     """Train as the recipe says; return the run's summary (also written to summary.json).
 
-    Under `accelerate launch` every process runs this; only the main process writes files. A run
-    that fails before training starts leaves no staging folder; one that fails during training
-    keeps it, with summary.json saying why."""
+    Under `accelerate launch` every process runs this; only the main process writes files (and holds
+    the output folder's lock). A run that fails before training starts leaves no staging folder; one
+    that fails or is interrupted during training keeps it, with summary.json saying why and, where a
+    checkpoint was saved, `resume=True` continues from the newest complete one."""
     from .modeling import choose_precision
 
     choose_precision(cfg)
     main = process_state(cfg).is_main_process
     out = Path(output_dir) if output_dir else default_output_dir(cfg, recipe_name)
-    staging = rundir.prepare(out, overwrite) if main else rundir.staging_dir(out)
-    process_state(cfg).wait_for_everyone()
-    started = time.time()
-    summary: dict[str, Any] = {
-        "status": "running",
-        "recipe": recipe_name,
-        "command": command_line(argv if argv is not None else sys.argv[1:]),
-        "started_at": _now(),
-        "output_dir": str(out.resolve()),
-    }
-    write = rundir.write_json if main else (lambda path, data: None)
-    write(staging / rundir.SUMMARY, summary)
-    if main:
-        save_config(cfg, staging / rundir.CONFIG)
-    try:
-        summary.update(_train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write))
-    except BaseException as exc:
-        if summary["status"] == "running" and main:  # nothing trained yet: nothing worth keeping
-            rundir.discard(staging)
+    command = command_line(argv if argv is not None else sys.argv[1:])
+    with (rundir.RunLock(out) if main else contextlib.nullcontext()), Interrupts() as interrupts:
+        staging = rundir.prepare(out, overwrite, resume, fingerprint(cfg)) if main else rundir.staging_dir(out)
+        process_state(cfg).wait_for_everyone()
+        checkpoint = rundir.latest_checkpoint(staging) if resume else None
+        started = time.time()
+        summary: dict[str, Any] = {
+            "status": "running",
+            "recipe": recipe_name,
+            "command": command,
+            "started_at": _now(),
+            "output_dir": str(out.resolve()),
+            "fingerprint": fingerprint(cfg),
+        }
+        if checkpoint is not None:
+            earlier = rundir.read_summary(staging) or {}
+            summary = {**earlier, **{k: summary[k] for k in ("status", "command", "output_dir")}}
+            summary.pop("error", None)
+            summary["resumed"] = [*earlier.get("resumed", []), {"from": checkpoint.name, "at": _now()}]
+        write = rundir.write_json if main else (lambda path, data: None)
+        write(staging / rundir.SUMMARY, summary)
+        if main:
+            save_config(cfg, staging / rundir.CONFIG)
+        try:
+            summary.update(_train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write,
+                                       interrupts, checkpoint))
+        except BaseException as exc:
+            if summary["status"] == "running" and checkpoint is None and main:  # nothing trained yet: nothing to keep
+                rundir.discard(staging)
+                raise
+            interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
+            summary.update(status="interrupted" if interrupted else "failed", finished_at=_now(),
+                           error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            write(staging / rundir.SUMMARY, summary)
             raise
-        summary.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                       finished_at=_now())
-        write(staging / rundir.SUMMARY, summary)
-        raise
-    summary.update(status="completed", finished_at=_now(), wall_time_s=round(time.time() - started, 1))
-    if main:
-        write(staging / rundir.SUMMARY, summary)
-        rundir.replace(staging, out)
-    process_state(cfg).wait_for_everyone()
+        summary.update(status="completed", finished_at=_now(), wall_time_s=round(time.time() - started, 1))
+        if main:
+            write(staging / rundir.SUMMARY, summary)
+            rundir.replace(staging, out)
+        process_state(cfg).wait_for_everyone()
     return summary
+
+
+def resume_config(cfg: RunConfig, checkpoint: Path) -> RunConfig:
+    """The recipe a resumed run loads with: a tokenizer trained from scratch is read back from the
+    checkpoint (training it again need not give the same vocabulary the weights were trained with)."""
+    from .config import TokenizerConfig
+
+    tokenizer = cfg.model.tokenizer
+    if tokenizer is None or not tokenizer.train:
+        return cfg
+    model = cfg.model.model_copy(update={"tokenizer": TokenizerConfig(name_or_path=str(checkpoint))})
+    return cfg.model_copy(update={"model": model})
+
+
+def fingerprint(cfg: RunConfig) -> dict[str, str]:
+    """Hashes of the recipe parts a checkpoint depends on: resuming is refused when one changed."""
+    from .data import fingerprint as digest
+
+    data = cfg.to_dict()
+    return {key: digest(data.get(key)) for key in ("task", "model", "method", "data")}
+
+
+class Interrupted(HfTunerError):
+    """SIGTERM / Ctrl-C stopped training (after saving a checkpoint where it could)."""
+
+
+class Interrupts:
+    """SIGTERM (what a cluster sends before pre-emption) and SIGINT during `train`. While training,
+    the first one asks the Trainer to save a checkpoint and stop after the current step; before
+    training starts, or a second time, it stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+        self.training = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "Interrupts":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signal is None
+        self.signal = signum
+        if not (self.training and first):
+            raise KeyboardInterrupt
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signal).name if self.signal else "interrupt"
+
+    def callback(self) -> Any:
+        """A TrainerCallback that turns a pending signal into "save a checkpoint, then stop"."""
+        from transformers import TrainerCallback
+
+        interrupts = self
+
+        class StopOnSignal(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if interrupts.signal is not None:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return StopOnSignal()
 
 
 def process_state(cfg: RunConfig) -> Any:
@@ -164,12 +254,13 @@ def process_state(cfg: RunConfig) -> Any:
     return PartialState(cpu=cfg.training.use_cpu or not has_accelerator())
 
 
-def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_status, main: bool, write) -> dict[str, Any]:
+def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_status, main: bool, write,
+                interrupts: "Interrupts", checkpoint: Optional[Path] = None) -> dict[str, Any]:
     from .card import write_model_card
     from .plots import plot_loss
 
     on_status(f"Preparing {cfg.task} ({cfg.method.name}) ...")
-    p = plan(cfg)
+    p = plan(resume_config(cfg, checkpoint) if checkpoint else cfg)
     summary.update(describe(p))
     write(staging / rundir.SUMMARY, summary)
     task = p.task
@@ -177,6 +268,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
         features = task.preprocess(p.splits, p.processing)
     args = training_arguments(cfg, task, staging)
     trainer = task.build_trainer(args, p.model, p.processing, features.train, features.validation)
+    trainer.add_callback(interrupts.callback())
     results: dict[str, Any] = {
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "device": str(args.device),
@@ -185,13 +277,24 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
         "train_sampling_strategy": getattr(args, "train_sampling_strategy", None),
         "tokenised_from_cache": task.cache_hits,
     }
-    if cfg.eval.before_training:
+    if cfg.eval.before_training and checkpoint is None:
         on_status("Evaluating the model before training ...")
         results["metrics_before"] = task.evaluate(trainer, features, "validation", phase="before")
-    on_status(f"Training on {len(features.train)} rows ...")
+        if main:
+            task.write_artifacts(staging, [])  # e.g. the samples before training, kept if the run is resumed
+    on_status(f"Training on {len(features.train)} rows ..." if checkpoint is None else
+              f"Resuming from {checkpoint.name} ...")
     summary["status"] = "training"
     write(staging / rundir.SUMMARY, summary)
-    train_output = trainer.train()
+    interrupts.training = True
+    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    interrupts.training = False
+    if interrupts.signal is not None:
+        saved = rundir.latest_checkpoint(staging)
+        where = f"checkpoint {saved.name} saved in {saved.parent}" if saved else "no checkpoint could be saved"
+        resume = summary["command"] + ("" if "--resume" in summary["command"] else " --resume")
+        raise Interrupted(f"interrupted by {interrupts.name} at step {trainer.state.global_step}: {where}; "
+                          f"continue with: {resume}", 128 + interrupts.signal)
     train_metrics = train_output.metrics
     results["train"] = {
         "runtime_s": round(train_metrics.get("train_runtime", 0.0), 2),

