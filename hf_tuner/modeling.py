@@ -42,11 +42,12 @@ def model_source(cfg: ModelConfig) -> str:
     name = resolve_model(cfg.name_or_path) if is_packaged(cfg.name_or_path) else cfg.name_or_path
     assert name is not None
     path = Path(name).expanduser()
-    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
+    from .recipes import run_folder_hint
+
+    # runs/NAME of a bundled recipe is a run folder, not a Hub id (an "org/name" would look the same)
+    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1 or bool(run_folder_hint(name))
     if looks_local:
         if not path.exists():
-            from .recipes import run_folder_hint
-
             hint = run_folder_hint(name) or " (model.name_or_path takes a folder, a Hub id or packaged:NAME)"
             raise ConfigError(f"model path does not exist: {name}{hint}")
         if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():

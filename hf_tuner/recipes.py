@@ -144,7 +144,8 @@ def task_keys(task: str) -> list[str]:
 def run_folder_hint(path: str) -> str:
     """' (a run folder: train it first with `hf-tuner train NAME`)' when a missing path is named
     after a bundled recipe (e.g. runs/quickstart), else ''."""
-    name = Path(path).name
+    parts = Path(path).parts
+    name = parts[-1] if len(parts) >= 2 and parts[-2] == "runs" else ""  # a recipe's default output folder
     if name and (recipes_dir() / f"{name}.yaml").is_file():
         return f" (a run folder: train it first with `hf-tuner train {name}`)"
     return ""

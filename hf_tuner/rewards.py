@@ -141,11 +141,8 @@ def resolve_reward_model(name: str, index: int) -> str:
 
     if is_packaged(name):
         return resolve_model(name)
-    missing = missing_run_folder(name, f"reward[{index}].model")
-    if missing:
-        raise ConfigError(missing[0])
     path = Path(name).expanduser()
-    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
+    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1 or bool(run_folder_hint(name))
     if looks_local and not path.exists():
         raise ConfigError(f"reward[{index}].model: {name} does not exist{run_folder_hint(name)}")
     task = run_task(path) if path.is_dir() else None
@@ -154,17 +151,6 @@ def resolve_reward_model(name: str, index: int) -> str:
                           f"use a reward-modeling run (e.g. `hf-tuner train tweets-reward`) or a text-classification "
                           "run with reward[].label")
     return str(path.resolve()) if path.exists() else name
-
-
-def missing_run_folder(name: Optional[str], key: str) -> list[str]:
-    """[one problem line] when `name` is the run folder of a bundled recipe (runs/NAME) that is not
-    there yet: it would otherwise be taken for a Hub id and fail offline with no word of the recipe."""
-    from .recipes import run_folder_hint
-
-    if not name or Path(name).parts[:1] != ("runs",) or Path(name).exists():
-        return []
-    hint = run_folder_hint(name)
-    return [f"{key}: {name} does not exist{hint}"] if hint else []
 
 
 # ------------------------------------------------------------------------------------------ functions

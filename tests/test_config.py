@@ -99,7 +99,8 @@ def test_missing_recipe_suggests_a_bundled_one(tmp_path):
         resolve_recipe(str(tmp_path / "nope.yaml"))
 
 
-def test_every_bundled_recipe_is_valid():
+def test_every_bundled_recipe_is_valid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # recipes that chain run folders (runs/NAME) are valid before those exist
     infos = list_recipes()
     names = {r.name for r in infos}
     assert {"quickstart", "quickstart-lora", "bert-sst2", "bert-sst2-lora"} <= names

@@ -440,14 +440,19 @@ def test_dpo_with_lora_on_a_saved_model(cli, files, gpt2_base, tmp_path):
 # ------------------------------------------------------------------------------ errors
 
 
-@pytest.mark.parametrize("recipe, needs", [
-    ("gpt2-tweets-dpo", ["hf-tuner train gpt2-tweets"]),
-    ("gpt2-tweets-grpo", ["hf-tuner train gpt2-tweets", "hf-tuner train quickstart"]),
-    ("gpt2-tweets-rloo", ["hf-tuner train gpt2-tweets", "hf-tuner train quickstart"]),
-])
-def test_a_missing_run_folder_names_the_recipe_that_makes_it(cli, tmp_path, monkeypatch, recipe, needs):
+@pytest.mark.parametrize("recipe", ["gpt2-tweets-dpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo"])
+def test_a_missing_run_folder_names_the_recipe_that_makes_it(cli, tmp_path, monkeypatch, recipe):
     monkeypatch.chdir(tmp_path)  # no runs/ here
-    assert_clean_error(cli("validate", recipe), 2, "runs/gpt2-tweets does not exist", *needs)
+    assert_clean_error(cli("validate", recipe), 2, "model path does not exist: runs/gpt2-tweets",
+                       "hf-tuner train gpt2-tweets")
+
+
+def test_recipes_that_chain_runs_are_valid_before_the_runs_exist(tmp_path, monkeypatch):
+    from hf_tuner.recipes import load_config
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("gpt2-tweets-dpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-lora", "bart-en-fr-lora"):
+        assert Path(load_config(name).model.name_or_path).parts[0] == "runs"
 
 
 def test_a_missing_reward_run_names_its_recipe(cli, files, tmp_path, monkeypatch):
@@ -465,6 +470,8 @@ def test_a_causal_lm_run_is_no_reward_model(cli, files, lm_run):
 @pytest.mark.parametrize("recipe, overrides, needles", [
     ("reward", [], ["column 'rejected' not found", "columns are: chosen, reject", "data.rejected_column"]),
     ("dpo", ["data.chosen_column=good"], ["column 'good' not found", "columns are: chosen, reject", "data.chosen_column"]),
+    # a prompt column named in the recipe must be there (only the default name, "prompt", is optional)
+    ("dpo", ["data.prompt_column=context"], ["column 'context' not found", "data.prompt_column"]),
 ])
 def test_missing_preference_columns_are_named(cli, files, recipe, overrides, needles):
     result = cli("validate", getattr(files, recipe), f"data.train={files.no_rejected}", *overrides)

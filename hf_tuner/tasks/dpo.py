@@ -32,10 +32,7 @@ class DPO(PreferencePairs, CausalLM):
 
     @classmethod
     def check_config(cls, cfg) -> list[str]:
-        from ..rewards import missing_run_folder
-
-        # CausalLM's checks are about its own data keys
-        return super(CausalLM, cls).check_config(cfg) + missing_run_folder(cfg.model.name_or_path, "model.name_or_path")
+        return super(CausalLM, cls).check_config(cfg)  # CausalLM's checks are about its own data keys
 
     def default_learning_rate(self) -> float:
         return DEFAULT_LEARNING_RATE[self.cfg.method.name]

@@ -68,11 +68,8 @@ class PolicyOptimization(CausalLM):
     # ---- recipe ------------------------------------------------------------------------------
     @classmethod
     def check_config(cls, cfg) -> list[str]:
-        from ..rewards import missing_run_folder
-
-        problems = super(CausalLM, cls).check_config(cfg) + missing_run_folder(cfg.model.name_or_path, "model.name_or_path")
-        for i, spec in enumerate(cfg.reward):
-            problems += missing_run_folder(spec.model, f"reward[{i}].model")
+        # (run folders named in the recipe are checked when loaded: a recipe stays valid before they exist)
+        problems = super(CausalLM, cls).check_config(cfg)
         extra = cfg.training.model_extra or {}
         if not cfg.reward:
             problems.append("reward: the list is empty: name at least one reward (model, model + label, or function)")

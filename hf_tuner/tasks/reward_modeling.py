@@ -2,7 +2,8 @@
 trained on preference pairs with TRL's `RewardTrainer` to score the chosen text above the rejected.
 
 Pairs are tokenised here, once and cached, with the model's own special tokens ([CLS] ... [SEP] for
-BERT; GPT-2 gets its eos token appended, which is where it reads the score), and handed to TRL
+BERT, which reads its score at [CLS]; a GPT-2 reads it at the last token that is not padding, so an
+eos token is appended only where it differs from the pad token), and handed to TRL
 pre-tokenised (`chosen_ids` / `rejected_ids`), so TRL's own text path, which appends an eos token
 that BERT tokenizers lack, never runs. Metrics, on held-out pairs: pairwise accuracy (the share of
 pairs whose chosen text scores higher), mean margin (chosen minus rejected score) and the loss
@@ -113,9 +114,10 @@ class RewardModeling(PreferencePairs, Task):
 
 def pair_encoder(tokenizer: Any, max_length: int):
     """A batched `map` function: pairs -> `chosen_ids` / `rejected_ids` with the tokenizer's special
-    tokens, plus the eos token where the tokenizer ends a text with none (GPT-2)."""
+    tokens, plus the eos token where the tokenizer ends a text with none and eos is not also the
+    padding (a causal LM's classifier reads the last non-pad token: an eos that pads would be skipped)."""
     eos = tokenizer.eos_token_id
-    add_eos = eos is not None and tokenizer.sep_token_id is None
+    add_eos = eos is not None and tokenizer.sep_token_id is None and eos != tokenizer.pad_token_id
 
     def ids_of(texts: list[str]) -> list[list[int]]:
         rows = tokenizer(texts, truncation=True, max_length=max_length - (1 if add_eos else 0))["input_ids"]
