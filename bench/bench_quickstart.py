@@ -1,8 +1,9 @@
 """hf-tuner vs. the same job written by hand with transformers.Trainer, side by side.
 
 Variants (each in its own child process, so peak RSS is its own; run interleaved, `--repeats` times):
-  hf-tuner        `hf_tuner.run.train` on the quickstart recipe
-  trainer-dynamic a hand-written Trainer script: DataCollatorWithPadding (dynamic padding)
+  hf-tuner        `hf_tuner.run.train` on the quickstart recipe (length-grouped batches: the text tasks' default)
+  hf-tuner-random the same with training.train_sampling_strategy=random (hf-tuner before that default)
+  trainer-dynamic a hand-written Trainer script: DataCollatorWithPadding (dynamic padding), random batches
   trainer-static  the same, padded to max_length=128 (the old run_glue.py default)
 
 All three use the same rows (checked: the script fails if the hand-written split differs from
@@ -22,23 +23,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-VARIANTS = ("hf-tuner", "trainer-dynamic", "trainer-static")
+VARIANTS = ("hf-tuner", "hf-tuner-random", "trainer-dynamic", "trainer-static")
 
 
-def recipe_config(args):
-    from hf_tuner.config import load_config
+def recipe_config(args, *extra: str):
+    from hf_tuner.recipes import load_config
 
     overrides = [f"data.max_train_samples={args.rows}", f"training.num_train_epochs={args.epochs}",
-                 "eval.before_training=false"]
+                 "eval.before_training=false", *extra]
     return load_config("quickstart", overrides)
 
 
-def run_hf_tuner(args) -> dict:
+def run_hf_tuner(args, sampling: str) -> dict:
     from hf_tuner.run import train
 
-    cfg = recipe_config(args)
+    extra = [] if sampling == "group_by_length" else [f"training.train_sampling_strategy={sampling}"]
+    cfg = recipe_config(args, *extra)
     out = Path(tempfile.mkdtemp()) / "run"
     summary = train(cfg, "quickstart", str(out), argv=["bench"], on_status=lambda m: None)
+    if summary["train_sampling_strategy"] != sampling:  # the comparison would measure something else
+        raise SystemExit(f"hf-tuner trained with {summary['train_sampling_strategy']}, not {sampling}")
     return {"samples_per_second": summary["train"]["samples_per_second"], "accuracy": summary["metrics"]["accuracy"],
             "train_runtime_s": summary["train"]["runtime_s"]}
 
@@ -51,8 +55,11 @@ def run_by_hand(args, static: bool) -> dict:
                               Trainer, TrainingArguments, set_seed)
 
     from hf_tuner.packaged import resolve_dataset, resolve_model
+    from hf_tuner.run import learning_rate
+    from hf_tuner.tasks.text_classification import TextClassification
 
     cfg = recipe_config(args)
+    rate = learning_rate(cfg, TextClassification(cfg))[0]  # the rate hf-tuner trains with (the recipe's default)
     set_seed(cfg.training.seed)
     model_path = resolve_model(cfg.model.name_or_path)
     ds = load_dataset("parquet", data_files=resolve_dataset(cfg.data.train), split="train")
@@ -78,7 +85,7 @@ def run_by_hand(args, static: bool) -> dict:
         model_path, num_labels=2, id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
     t = cfg.training
     targs = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
+        output_dir=tempfile.mkdtemp(), learning_rate=rate, num_train_epochs=t.num_train_epochs,
         per_device_train_batch_size=t.per_device_train_batch_size, per_device_eval_batch_size=t.per_device_eval_batch_size,
         eval_strategy="epoch", save_strategy="no", logging_steps=t.logging_steps, seed=t.seed, report_to="none",
         disable_tqdm=True,
@@ -102,8 +109,8 @@ def _hf_tuner_rows(cfg) -> dict:
 
 
 def child(args) -> None:
-    if args.variant == "hf-tuner":
-        result = run_hf_tuner(args)
+    if args.variant.startswith("hf-tuner"):
+        result = run_hf_tuner(args, "random" if args.variant == "hf-tuner-random" else "group_by_length")
     else:
         result = run_by_hand(args, static=args.variant == "trainer-static")
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
@@ -136,6 +143,8 @@ def main() -> None:
         "settings": {"rows": args.rows, "epochs": args.epochs, "repeats": args.repeats, "cpu_count": os.cpu_count()},
         "median": med,
         "ratio_vs_trainer_dynamic": med["hf-tuner"]["samples_per_second"] / med["trainer-dynamic"]["samples_per_second"],
+        "ratio_random_vs_trainer_dynamic": med["hf-tuner-random"]["samples_per_second"] / med["trainer-dynamic"]["samples_per_second"],
+        "accuracy_vs_trainer_dynamic": med["hf-tuner"]["accuracy"] - med["trainer-dynamic"]["accuracy"],
         "ratio_vs_trainer_static": med["hf-tuner"]["samples_per_second"] / med["trainer-static"]["samples_per_second"],
         "runs": results,
     }
@@ -144,7 +153,9 @@ def main() -> None:
     print(f"\n{'variant':16s} {'samples/s':>10s} {'accuracy':>9s} {'peak RSS GB':>12s}")
     for v in VARIANTS:
         print(f"{v:16s} {med[v]['samples_per_second']:10.2f} {med[v]['accuracy']:9.3f} {med[v]['peak_rss_gb']:12.2f}")
-    print(f"hf-tuner / trainer-dynamic samples/s: {report['ratio_vs_trainer_dynamic']:.3f}")
+    print(f"hf-tuner / trainer-dynamic samples/s: {report['ratio_vs_trainer_dynamic']:.3f}"
+          f" (accuracy {report['accuracy_vs_trainer_dynamic']:+.3f})")
+    print(f"hf-tuner-random / trainer-dynamic samples/s: {report['ratio_random_vs_trainer_dynamic']:.3f}")
     print(f"hf-tuner / trainer-static  samples/s: {report['ratio_vs_trainer_static']:.3f}")
 
 
