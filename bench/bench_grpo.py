@@ -21,7 +21,7 @@ Speed is each side's own Trainer metric, train_steps_per_second (the TRL CLI's i
 metrics line it prints). Completions are sampled, so each side's mean completion length (from its
 logged `completions/mean_length`) is reported too: generation cost follows it.
 
-    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_grpo.py [--max-steps 100] [--repeats 2]
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_grpo.py [--max-steps 300] [--repeats 2]
 """
 from __future__ import annotations
 
@@ -43,6 +43,60 @@ RECIPE = "gpt2-tweets-grpo"
 ROOT = Path(__file__).resolve().parent.parent
 # GRPOConfig fields that may differ: paths and names, and hf-tuner's explicit reward_weights [1.0] (TRL: None = 1.0 each)
 IGNORED = {"output_dir", "logging_dir", "run_name", "reward_weights", "hub_token", "project"}
+
+# a sitecustomize.py put on both sides' PYTHONPATH (the TRL CLI's training process inherits it through
+# accelerate launch): it times `Trainer.train` in wall and CPU seconds and records the torch thread counts.
+# CPU seconds per step hardly move when other work shares the machine; wall-clock throughput does.
+TIMING_HOOK = r'''"""Bench instrumentation (both sides alike): time `transformers.Trainer.train` in wall and CPU seconds."""
+import os
+
+_OUT = os.environ.get("BENCH_TRAIN_TIMING")
+if _OUT:
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    def _patch(cls):
+        import json
+        import resource
+        import time
+
+        original = cls.train
+
+        def train(self, *args, **kwargs):
+            import torch
+
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            out = original(self, *args, **kwargs)
+            r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            record = {"wall_s": round(t1 - t0, 3),
+                      "cpu_s": round(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, 3),
+                      "involuntary_switches": r1.ru_nivcsw - r0.ru_nivcsw, "steps": self.state.global_step,
+                      "torch_threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "trainer": type(self).__name__}
+            with open(_OUT, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            return out
+
+        cls.train = train
+
+    class _Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "transformers.trainer":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                _patch(module.Trainer)
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _Hook())
+'''
 
 REWARD_FILE = '''"""The bench's reward: +1 per positive word, -1 per negative word in a completion, over its word count."""
 import re
@@ -190,9 +244,32 @@ def child(variant: str, work: Path, args: argparse.Namespace, run: str) -> dict:
     return run_trl(work, args, run) if variant == "trl-grpo" else run_hf_tuner(work, args, run)
 
 
+def others_busy(seconds: float = 3.0) -> float:
+    """CPU cores kept busy on this machine over a short sample (/proc/stat; between runs: other people's work)."""
+    def ticks() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    busy0, total0 = ticks()
+    time.sleep(seconds)
+    busy1, total1 = ticks()
+    return round((busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1), 2)
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 0.3) -> float:
+    """Wait (up to limit_s) until other work uses less than `threshold` cores; return the last sample."""
+    deadline = time.time() + limit_s
+    while True:
+        busy = others_busy()
+        if busy < threshold or time.time() >= deadline:
+            return busy
+        time.sleep(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-steps", type=int, default=100, help="optimizer steps of every run")
+    parser.add_argument("--max-steps", type=int, default=300, help="optimizer steps of every run")
     parser.add_argument("--num-generations", type=int, default=8, help="completions per prompt")
     parser.add_argument("--batch-size", type=int, default=16, help="completions per step (per_device_train_batch_size)")
     parser.add_argument("--max-completion-length", type=int, default=24)
@@ -204,6 +281,8 @@ def main() -> None:
     parser.add_argument("--policy", help="reuse this policy folder instead of training one (e.g. runs/gpt2-tweets)")
     parser.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads of every variant")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds of all variants")
+    parser.add_argument("--quiet-wait", type=float, default=300,
+                        help="before each run, wait up to this many seconds for other work to use < 0.3 cores (0: don't)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "grpo.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -222,8 +301,11 @@ def main() -> None:
     print(f"work folder {work}\n{json.dumps(info, indent=1)}", file=sys.stderr)
     if info["setting_differences"]:
         sys.exit(f"the two sides would not train with the same settings: {info['setting_differences']}")
+    (work / "hook").mkdir()
+    (work / "hook" / "sitecustomize.py").write_text(TIMING_HOOK)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "hook"), os.environ.get("PYTHONPATH")]))}
     variants = args.variants.split(",")
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     load_before = os.getloadavg()[0]
@@ -234,13 +316,23 @@ def main() -> None:
             for key in ("max_steps", "num_generations", "batch_size", "max_completion_length", "temperature", "beta",
                         "learning_rate", "eval_rows", "seed", "threads"):
                 cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+            busy = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else others_busy()
             started = time.time()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
+            timing = work / f"timing-{variant}-{repeat}.jsonl"
+            proc = subprocess.run(cmd, env={**env, "BENCH_TRAIN_TIMING": str(timing)}, capture_output=True, text=True,
+                                  cwd=work)
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 sys.exit(f"{variant} failed:\n{proc.stderr[-4000:]}")
             result = json.loads(line[len("RESULT "):])
             result["wall_s"] = round(time.time() - started, 1)
+            result["busy_cores_before"] = busy  # other work on the machine just before this run
+            hooked = [json.loads(l) for l in timing.read_text().splitlines()] if timing.exists() else []
+            if len(hooked) != 1:
+                sys.exit(f"{variant}: expected one timed Trainer.train call, found {len(hooked)}")
+            result.update({"train_cpu_s": hooked[0]["cpu_s"], "cpu_s_per_step": round(hooked[0]["cpu_s"] / result["steps"], 4),
+                           "involuntary_switches": hooked[0]["involuntary_switches"],
+                           "torch_threads": hooked[0]["torch_threads"], "omp_num_threads": hooked[0]["omp_num_threads"]})
             runs[variant].append(result)
             print(f"round {repeat + 1} {variant:9} {json.dumps(result)}", file=sys.stderr, flush=True)
     load_after = os.getloadavg()[0]
@@ -251,21 +343,28 @@ def main() -> None:
           f"{args.max_completion_length} tokens, {args.batch_size} completions/step, beta {args.beta:g}, lr {args.learning_rate:g}, "
           f"{args.max_steps} steps, fp32, {args.threads} thread(s), medians of {args.repeats}; "
           f"load average {load_before:.1f} -> {load_after:.1f}\n")
-    print("| variant | steps | train s | steps/s | completions/s | mean completion tokens | mean reward | peak RSS GB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | steps | train s | steps/s | completions/s | CPU s/step | torch threads | mean completion tokens "
+          "| mean reward | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for v, m in medians.items():
         print(f"| {v} | {m['steps']:g} | {m['train_runtime_s']:.2f} | {m['steps_per_second']:.3f} | "
-              f"{m['samples_per_second']:.2f} | {m.get('mean_completion_length', float('nan')):.2f} | "
-              f"{m.get('mean_reward', float('nan')):.3f} | {m['peak_rss_gb']:.2f} |")
-    ratio = None
+              f"{m['samples_per_second']:.2f} | {m['cpu_s_per_step']:.3f} | {m['torch_threads']:g} | "
+              f"{m.get('mean_completion_length', float('nan')):.2f} | {m.get('mean_reward', float('nan')):.3f} | "
+              f"{m['peak_rss_gb']:.2f} |")
+    ratio = cpu_ratio = None
     if "hf-tuner" in medians and "trl-grpo" in medians:
+        ours, theirs = runs["hf-tuner"], runs["trl-grpo"]
         ratio = medians["hf-tuner"]["steps_per_second"] / medians["trl-grpo"]["steps_per_second"]
-        per_round = [round(a["steps_per_second"] / b["steps_per_second"], 3) for a, b in zip(runs["hf-tuner"], runs["trl-grpo"])]
+        cpu_ratio = medians["trl-grpo"]["cpu_s_per_step"] / medians["hf-tuner"]["cpu_s_per_step"]
+        per_round = [round(a["steps_per_second"] / b["steps_per_second"], 3) for a, b in zip(ours, theirs)]
+        per_round_cpu = [round(b["cpu_s_per_step"] / a["cpu_s_per_step"], 3) for a, b in zip(ours, theirs)]
         print(f"\nhf-tuner / trl grpo steps/s: {ratio:.2f}x (per round: {per_round}; target >= 0.95x)")
+        print(f"same on CPU time (trl CPU s/step / hf-tuner CPU s/step): {cpu_ratio:.2f}x (per round: {per_round_cpu})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"args": vars(args), "info": info, "runs": runs, "medians": medians,
                                                "ratio_hf_tuner_over_trl": ratio,
+                                               "cpu_time_ratio_hf_tuner_over_trl": cpu_ratio,
                                                "load_average": [load_before, load_after]}, indent=2))
 
 
