@@ -100,11 +100,18 @@ def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None
         kwargs["ignore_mismatched_sizes"] = True  # keep the body, start a new head of the right size
         if notes is not None:
             notes.append(replaced)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    if replaced:  # the note says it in one line: no multi-line LOAD REPORT from transformers as well
+        hf_logging.set_verbosity_error()
     try:
         return auto_class.from_pretrained(
             name, config=config, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **kwargs)
     except (OSError, ValueError) as exc:
         raise describe_load_error(name, exc) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 HEAD_SUFFIXES = ("ForSequenceClassification", "ForImageClassification", "ForTokenClassification")

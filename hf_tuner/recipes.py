@@ -26,7 +26,9 @@ class RecipeInfo:
     task: str
     method: str
     description: str
-    runs: str = "offline"  # "offline", "offline after NAME[+NAME]" (run folders it starts from) or "hub"
+    # "offline", "offline after NAME[+NAME]" (run folders it starts from) or "hub"; "+gpu" appended to
+    # the first word when training sets bf16/fp16 (e.g. "hub+gpu")
+    runs: str = "offline"
 
 
 def list_recipes() -> list[RecipeInfo]:
@@ -35,7 +37,12 @@ def list_recipes() -> list[RecipeInfo]:
     for path in sorted(recipes_dir().glob("*.yaml"), key=lambda p: p.stem):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         method = (data.get("method") or {}).get("name", "full")
-        infos.append(RecipeInfo(path.stem, path, data.get("task", "?"), method, data.get("description", ""), needs(data)))
+        runs = needs(data)
+        training = data.get("training") or {}
+        if any(str(training.get(k)).lower() == "true" for k in ("bf16", "fp16")):  # mixed precision: a GPU job
+            first, _, rest = runs.partition(" ")
+            runs = f"{first}+gpu" + (f" {rest}" if rest else "")  # hub+gpu, offline+gpu after NAME
+        infos.append(RecipeInfo(path.stem, path, data.get("task", "?"), method, data.get("description", ""), runs))
     return infos
 
 
