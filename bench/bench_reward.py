@@ -12,7 +12,9 @@ both sides read), max_length, batch size, learning rate, epochs, seed, fp32, no 
 checkpointing (RewardConfig turns it on by default: off on both sides), no evaluation or checkpoints
 during training, and OMP_NUM_THREADS=--threads (accelerate would otherwise set 1 for the TRL CLI;
 the hf-tuner child also calls torch.set_num_threads). Throughput is each side's own Trainer metric
-(train_samples_per_second = pairs/s); the TRL CLI's is parsed from the metrics line it prints.
+(train_samples_per_second = pairs/s); the TRL CLI's is parsed from the metrics line it prints. A
+sitecustomize.py on both sides' PYTHONPATH times `Trainer.train` in CPU seconds and records torch's thread
+count (see TIMING_HOOK); before each run the script waits (--quiet-wait) for other work on the machine to stop.
 
 Known difference, by necessity: `trl reward` on a BERT tokenizer (no eos token) crashes while
 appending one unless given `--eos_token '[SEP]'`; it then tokenises prompt + chosen + "[SEP]", so
