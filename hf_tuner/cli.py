@@ -23,6 +23,9 @@ app = typer.Typer(
 )
 recipes_app = typer.Typer(help="List, show and copy the bundled recipes.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(recipes_app, name="recipes")
+profiles_app = typer.Typer(help="List, show and copy the launch profiles (accelerate config files: ddp, fsdp, deepspeed).",
+                           no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(profiles_app, name="profiles")
 
 OVERRIDES_HELP = "Dotted overrides typed by the schema, e.g. training.learning_rate=3e-5 method.name=lora"
 
@@ -118,7 +121,68 @@ def recipes_copy(
     typer.echo(f"wrote {copy_recipe(name, dest, force)}")
 
 
+# ----------------------------------------------------------------------------- profiles
+
+
+@profiles_app.command("list")
+@handle_errors
+def profiles_list() -> None:
+    """List the launch profiles: name, accelerate distributed type, what is sharded, description."""
+    from .launch import list_profiles
+
+    infos = list_profiles()
+    width = max(len(p.name) for p in infos)
+    typer.echo(f"{'NAME'.ljust(width)}  {'TYPE'.ljust(10)}  {'SHARDED'.ljust(27)}  DESCRIPTION")
+    for p in infos:
+        typer.echo(f"{p.name.ljust(width)}  {p.distributed_type.ljust(10)}  {p.shards.ljust(27)}  {p.description}")
+
+
+@profiles_app.command("show")
+@handle_errors
+def profiles_show(name: str = typer.Argument(..., help="Profile name or accelerate config file.")) -> None:
+    """Print a launch profile (an accelerate config file)."""
+    from .launch import resolve_profile
+
+    typer.echo(resolve_profile(name).path.read_text(encoding="utf-8"), nl=False)
+
+
+@profiles_app.command("copy")
+@handle_errors
+def profiles_copy(
+    name: str = typer.Argument(..., help="Bundled profile name."),
+    dest: str = typer.Argument(..., help="File or folder to copy it to."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DEST if it exists."),
+) -> None:
+    """Copy a launch profile to DEST to edit; use it with --profile DEST."""
+    from .launch import copy_profile
+
+    typer.echo(f"wrote {copy_profile(name, dest, force)}")
+
+
 # ----------------------------------------------------------------------------- validate / train
+
+# How a run is launched (validate reports it, train does it); the flags win over the recipe's launch:
+PROFILE = typer.Option(None, "--profile", help="Launch profile: ddp (default), fsdp, deepspeed-zero2, deepspeed-zero3, or an accelerate config file.")
+NUM_PROCESSES = typer.Option(None, "--num-processes", "-n", help="Processes of all machines together (one per GPU; gloo on CPU).")
+NUM_MACHINES = typer.Option(1, "--num-machines", help="Machines in a multi-node run (run the same command on each).")
+MACHINE_RANK = typer.Option(0, "--machine-rank", help="This machine's rank, 0 on the main machine.")
+MAIN_IP = typer.Option(None, "--main-process-ip", help="Address of the machine with rank 0 (multi-node).")
+MAIN_PORT = typer.Option(None, "--main-process-port", help="Port on the rank-0 machine (default 29500).")
+
+
+def _launch_flags(profile, num_processes, num_machines, machine_rank, main_ip, main_port) -> list[str]:
+    """The launch flags as given, kept in the run's command line (and its resume hint)."""
+    pairs = (("--profile", profile), ("--num-processes", num_processes), ("--num-machines", num_machines if num_machines != 1 else None),
+             ("--machine-rank", machine_rank or None), ("--main-process-ip", main_ip), ("--main-process-port", main_port))
+    return [item for flag, value in pairs if value is not None for item in (flag, str(value))]
+
+
+def _launch_plan(cfg: Any, profile, num_processes, num_machines, machine_rank, main_ip, main_port) -> Any:
+    from .launch import plan_launch
+
+    return plan_launch(cfg.launch, profile=profile, num_processes=num_processes, num_machines=num_machines,
+                       machine_rank=machine_rank, main_process_ip=main_ip, main_process_port=main_port)
+
 
 
 @app.command()
@@ -126,13 +190,23 @@ def recipes_copy(
 def validate(
     recipe: str = typer.Argument(..., help="Bundled recipe name or path to a YAML recipe."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    profile: Optional[str] = PROFILE,
+    num_processes: Optional[int] = NUM_PROCESSES,
+    num_machines: int = NUM_MACHINES,
+    machine_rank: int = MACHINE_RANK,
+    main_process_ip: Optional[str] = MAIN_IP,
+    main_process_port: Optional[int] = MAIN_PORT,
 ) -> None:
-    """Check a recipe and its data without training, and print what would run."""
+    """Check a recipe and its data without training, and print what would run and how it launches."""
     from .recipes import load_config
     from .run import describe, plan
 
     cfg = load_config(recipe, overrides or [])
+    launch = _launch_plan(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
     facts = describe(plan(cfg))
+    facts.update(launch.facts(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps))
+    if launch.needed:
+        facts["launch_command"] = launch.display(["train", recipe, *(overrides or [])])
     typer.echo("recipe OK")
     _print_facts(facts)
 
@@ -145,9 +219,14 @@ def train(
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: the recipe's output_dir, else runs/RECIPE)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in the output folder (or an unfinished run's checkpoints)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its newest complete checkpoint."),
-    num_processes: int = typer.Option(1, "--num-processes", "-n", help="Train in N processes through accelerate (one per GPU; gloo on CPU)."),
+    profile: Optional[str] = PROFILE,
+    num_processes: Optional[int] = NUM_PROCESSES,
+    num_machines: int = NUM_MACHINES,
+    machine_rank: int = MACHINE_RANK,
+    main_process_ip: Optional[str] = MAIN_IP,
+    main_process_port: Optional[int] = MAIN_PORT,
 ) -> None:
-    """Fine-tune as a recipe says and write a run folder."""
+    """Fine-tune as a recipe says and write a run folder (several processes or machines: through accelerate launch)."""
     from pathlib import Path
 
     from .launch import launch, under_launcher
@@ -157,9 +236,11 @@ def train(
     cfg = load_config(recipe, overrides or [])  # fail on a bad recipe before starting any process
     name = Path(resolve_recipe(recipe)).stem
     argv = ["train", recipe, *(overrides or []), *(["-o", output_dir] if output_dir else []), *(["--overwrite"] if overwrite else []),
-            *(["--resume"] if resume else [])]
-    if num_processes > 1 and not under_launcher():
-        code = launch(num_processes, argv)
+            *(["--resume"] if resume else []),
+            *_launch_flags(profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)]
+    plan = _launch_plan(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+    if plan.needed and not under_launcher():
+        code = launch(plan, argv)
         if code:
             raise typer.Exit(code)
         return

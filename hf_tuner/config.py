@@ -226,6 +226,13 @@ class HubConfig(Strict):
         return self
 
 
+class LaunchConfig(Strict):
+    """`launch:` how `train` starts its processes; the command-line flags win over it."""
+
+    profile: Optional[str] = None  # ddp (default), fsdp, deepspeed-zero2, deepspeed-zero3, or an accelerate config file
+    num_processes: Optional[int] = Field(None, ge=1)  # of all machines together
+
+
 class RunConfig(Strict):
     """A whole recipe. `data` and `training` hold the task's own schemas (see `tasks.recipe_model`)."""
 
@@ -237,6 +244,7 @@ class RunConfig(Strict):
     training: SerializeAsAny[TrainingConfig] = Field(default_factory=TrainingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     hub: HubConfig = Field(default_factory=HubConfig)
+    launch: LaunchConfig = Field(default_factory=LaunchConfig)
     output_dir: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -84,7 +84,12 @@ def resolve_recipe(recipe: str) -> Path:
 
 def copy_recipe(name: str, dest: str, force: bool = False) -> Path:
     """Copy a bundled recipe to DEST (a file, or a folder to put NAME.yaml in)."""
-    source = resolve_recipe(name)
+    return copy_file(resolve_recipe(name), dest, force)
+
+
+def copy_file(source: Path, dest: str, force: bool = False) -> Path:
+    """Copy a bundled file (recipe, launch profile) to DEST, a file or a folder; never overwrite
+    an existing file unless `force`."""
     target = Path(dest).expanduser()
     if target.is_dir():
         target = target / source.name

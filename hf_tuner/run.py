@@ -273,6 +273,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "device": str(args.device),
         "processes": trainer.accelerator.num_processes,
+        "distributed": trainer.accelerator.distributed_type.value,  # NO, MULTI_CPU (DDP on CPU), MULTI_GPU, FSDP, DEEPSPEED
         "learning_rate": args.learning_rate,
         "train_sampling_strategy": getattr(args, "train_sampling_strategy", None),
         "tokenised_from_cache": task.cache_hits,
@@ -280,6 +281,11 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
     if cfg.eval.before_training and checkpoint is None:
         on_status("Evaluating the model before training ...")
         results["metrics_before"] = task.evaluate(trainer, features, "validation", phase="before")
+        # Trainer.evaluate prepares the model "for evaluation" and accelerate marks it prepared, so
+        # train() would then skip wrapping it in DDP: every process would train its own copy
+        # (tested: the processes' weights differ after a 2-process run). Let train() wrap it.
+        if trainer.model is trainer.model_wrapped and getattr(trainer.model, "_is_accelerate_prepared", False):
+            trainer.model._is_accelerate_prepared = False
         if main:
             task.write_artifacts(staging, [])  # e.g. the samples before training, kept if the run is resumed
     on_status(f"Training on {len(features.train)} rows ..." if checkpoint is None else

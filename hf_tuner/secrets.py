@@ -17,7 +17,7 @@ def redact(text: str, *secrets: str | None) -> str:
     return TOKEN_PATTERN.sub("***", text)
 
 
-def command_line(argv: list[str]) -> str:
+def command_line(argv: list[str], program: tuple[str, ...] = ("hf-tuner",)) -> str:
     """`hf-tuner ...` as typed, with the value of any --token flag and token-like strings hidden."""
     out, hide_next = [], False
     for arg in argv:
@@ -34,4 +34,4 @@ def command_line(argv: list[str]) -> str:
                 hide_next = True
             continue
         out.append(redact(arg))
-    return shlex.join(["hf-tuner", *out])
+    return shlex.join([*program, *out])

@@ -264,6 +264,14 @@ class ClassifierTask(Task):
     def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
         return label_config(self.labels or [])
 
+    def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
+        # A classifier's loss is a mean over the batch that ignores `num_items_in_batch`; a Trainer that
+        # thinks the model takes it multiplies the loss by the number of processes (2 processes: twice
+        # the reported train and eval loss, twice the gradient). Tell it the model does not.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.accepts_loss_kwargs = False
+        return super().build_trainer(args, model, processing, train_dataset, eval_dataset)
+
     def preprocess_logits_for_metrics(self) -> Optional[Callable]:
         def argmax(logits, labels):
             if isinstance(logits, tuple):
