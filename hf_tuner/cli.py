@@ -253,6 +253,55 @@ def train(
         typer.echo(f"  pushed to        {push_after_training(summary['output_dir'], cfg, on_status=lambda m: typer.echo(m, err=True))}")
 
 
+@app.command("plan")
+@handle_errors
+def plan_command(
+    recipe: str = typer.Argument(..., help="Bundled recipe name or path to a YAML recipe."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    profile: Optional[str] = PROFILE,
+    num_processes: Optional[int] = NUM_PROCESSES,
+    num_machines: int = NUM_MACHINES,
+    sample_rows: int = typer.Option(2000, "--sample-rows", help="Training rows to measure token lengths on (a seeded sample)."),
+    formula: bool = typer.Option(False, "--formula", help="Also print the memory formula (always printed for GPUs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as one JSON object."),
+) -> None:
+    """Preflight: parameters, token lengths, steps per epoch and peak memory per device, without loading weights."""
+    from .preflight import MEMORY_FORMULA, preflight
+    from .recipes import load_config
+
+    cfg = load_config(recipe, overrides or [])
+    launch = _launch_plan(cfg, profile, num_processes, num_machines, 0, "planned" if num_machines > 1 else None, None)
+    p = preflight(cfg, launch, sample_rows)
+    if as_json:
+        typer.echo(json.dumps(p))
+        return
+    gib = lambda b: f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"  # noqa: E731
+    t, n = p["trainable_params"], p["total_params"]
+    typer.echo(f"plan for {recipe} ({p['task']}, {p['method']}, {p['model']})")
+    typer.echo(f"  {'parameters':<16} {t:,} trainable of {n:,} ({100 * t / max(n, 1):.2f}%), counted on the meta device")
+    typer.echo(f"  {'launch':<16} {p['launch']}, global batch {p['global_batch']}")
+    typer.echo(f"  {'training rows':<16} {p['train_rows']:,} ({p['sample_rows']:,} measured)"
+               + (f", about {p['training_rows_estimated']:,} examples per epoch" if "training_rows_estimated" in p else ""))
+    for l in p["lengths"]:
+        spread = " ".join(f"{k}={v}" for k, v in l.items() if k.startswith("p") or k == "max")
+        typer.echo(f"  {'tokens ' + l['name']:<16} {spread}; limit {l['limit']}: {100 * l['over_limit']:.1f}% of rows {l['beyond']}")
+    typer.echo(f"  {'steps/epoch':<16} {p['steps_per_epoch']:,}")
+    typer.echo(f"  {'memory/device':<16} {gib(p['memory_total'])} ({p['device']}, {p['precision']}, {p['optimizer']}, "
+               f"longest batch {p['sequence_for_memory']} tokens)")
+    for name, value in p["memory_per_device"].items():
+        typer.echo(f"    {name:<26} {gib(value):>10}")
+    verdict = {True: "yes", False: "NO", None: "unknown"}[p["fits"]]
+    typer.echo(f"  {'fits':<16} {verdict}: {p['fit_note']}")
+    if p["fits"] is False:
+        typer.echo("warning: the estimate does not fit this machine: lower per_device_train_batch_size (raise "
+                   "gradient_accumulation_steps to keep the global batch), use LoRA, gradient checkpointing, "
+                   "or a sharding profile (fsdp, deepspeed-zero3)", err=True)
+    if formula or p["device"] == "gpu":
+        typer.echo(MEMORY_FORMULA)
+    else:
+        typer.echo("  (the memory formula: hf-tuner plan --formula)")
+
+
 @app.command()
 @handle_errors
 def predict(

@@ -3,6 +3,8 @@ tokenizer, switch LoRA on, count parameters, pick the precision. (A run folder's
 `rundir`'s.)"""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -88,9 +90,28 @@ def load_config_for(cfg: ModelConfig, **config_kwargs: Any):
         raise describe_load_error(name, exc) from None
 
 
+_META = contextvars.ContextVar("hf_tuner_meta_models", default=False)
+
+
+@contextlib.contextmanager
+def meta_models():
+    """Within it, `load_model` builds models on the meta device: every parameter with its real shape
+    and dtype, no memory and no weights read (what `hf-tuner plan` counts)."""
+    token = _META.set(True)
+    try:
+        yield
+    finally:
+        _META.reset(token)
+
+
 def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None, notes: Optional[list[str]] = None):
     """Instantiate `auto_class` (e.g. AutoModelForSequenceClassification) with pretrained weights
     when the recipe names a checkpoint, or freshly initialised for `from_scratch`."""
+    if _META.get():
+        import torch
+
+        with torch.device("meta"):
+            return auto_class.from_config(config, **({"dtype": dtype} if dtype is not None else {}))
     if cfg.from_scratch is not None:
         return auto_class.from_config(config)
     name = model_source(cfg)

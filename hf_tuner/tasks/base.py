@@ -160,6 +160,28 @@ class Task:
     def preprocess_logits_for_metrics(self) -> Optional[Callable]:
         return None
 
+    # ---- planning (`hf-tuner plan`) ------------------------------------------------------------
+    sequences_per_example: ClassVar[int] = 1  # sequences one training example puts through the model (pairs: 2)
+
+    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
+        """Untruncated token lengths of sample rows (`preflight.Lengths`, one per measured field) with
+        the limit the task cuts or drops them at, tokenised the way `preprocess` does. None for
+        tasks without token limits (images)."""
+        return []
+
+    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
+        """The sequence length the largest training batch puts through the model."""
+        kept = [l.longest_kept() for l in lengths]
+        return max(kept) if kept else 1
+
+    def frozen_copies(self) -> int:
+        """Extra frozen copies of the model training holds (a reference model)."""
+        return 0
+
+    def training_rows(self, rows: int, lengths: list[Any]) -> int:
+        """Training examples per epoch from `rows` data rows (packing and generation change it)."""
+        return rows
+
     # ---- training ------------------------------------------------------------------------------
     def default_learning_rate(self) -> float:
         """The learning rate when the recipe sets none: it follows the method (LoRA wants ~10x)."""

@@ -233,6 +233,24 @@ class CausalLM(Task):
         return CausalLMCollator(processing.pad_token_id)
 
     # ---- training ------------------------------------------------------------------------------
+    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
+        from ..preflight import Lengths
+
+        d = self.cfg.data
+        whole = document_tokenizer(processing, 10 ** 9, d.text_column, d.prompt_column, d.completion_column)(rows[:])
+        return [Lengths("prompt+completion" if d.prompt_column else d.text_column, [len(x) for x in whole["input_ids"]],
+                        d.max_length)]
+
+    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
+        packed = getattr(self.cfg.data, "packing", False)  # DPO's pairs share this class, without packing
+        return self.cfg.data.max_length if packed else super().memory_sequence(model_config, lengths)
+
+    def training_rows(self, rows: int, lengths: list[Any]) -> int:
+        if not getattr(self.cfg.data, "packing", False) or not lengths or not lengths[0].values:
+            return rows
+        kept = [min(v, self.cfg.data.max_length) for v in lengths[0].values]
+        return max(1, round(rows * sum(kept) / len(kept) / self.cfg.data.max_length))  # blocks of max_length tokens
+
     def training_defaults(self) -> dict[str, Any]:
         # Only the loss is needed for perplexity: never gather vocabulary-sized logits.
         out: dict[str, Any] = {"prediction_loss_only": True, "remove_unused_columns": False}

@@ -37,6 +37,9 @@ class DPO(PreferencePairs, CausalLM):
     def default_learning_rate(self) -> float:
         return DEFAULT_LEARNING_RATE[self.cfg.method.name]
 
+    def frozen_copies(self) -> int:
+        return 1 if self.cfg.method.name == "full" else 0  # LoRA's reference is the adapter switched off
+
     def preprocess(self, splits: Splits, processing: Any) -> Splits:
         return splits  # DPOTrainer tokenises prompt / chosen / rejected itself (and caches it)
 

@@ -144,6 +144,11 @@ class ImageClassification(ClassifierTask):
 
         return splits.map(attach)  # nothing is cached: images are processed on the fly
 
+    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
+        patch = getattr(model_config, "patch_size", None)
+        size = getattr(model_config, "image_size", None)
+        return (size // patch) ** 2 + 1 if patch and size else 1  # patches + [CLS]
+
     def data_collator(self, processing: Any) -> Any:
         return collate_images
 

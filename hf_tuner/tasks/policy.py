@@ -144,6 +144,30 @@ class PolicyOptimization(CausalLM):
                               f"({completion}) = {needed} tokens, more than the model's {positions} positions: "
                               "lower one of them")
 
+    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
+        from ..preflight import Lengths
+
+        d = self.cfg.data
+        ids = processing([str(p) for p in rows["prompt"]], add_special_tokens=False)["input_ids"]
+        return [Lengths("prompt", [len(x) for x in ids], d.max_prompt_length, "cut" if d.truncate_prompts else "dropped")]
+
+    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
+        kept = [l.longest_kept() for l in lengths]
+        return (max(kept) if kept else self.cfg.data.max_prompt_length) + self.training_value("max_completion_length")
+
+    def frozen_copies(self) -> int:
+        return 1 if self.training_value("beta") and self.cfg.method.name == "full" else 0
+
+    def training_rows(self, rows: int, lengths: list[Any]) -> int:
+        return rows * self.training_value("num_generations")  # each prompt is completed num_generations times
+
+    def training_value(self, name: str) -> Any:
+        """A TRL config value: the recipe's, else the config class's default."""
+        from ..arguments import import_object
+
+        extra = self.cfg.training.model_extra or {}
+        return extra[name] if name in extra else import_object(self.arguments).__dataclass_fields__[name].default
+
     def load_model(self, splits: Splits, processing: Any) -> Any:
         model = super().load_model(splits, processing)
         self.check_rewards(splits)

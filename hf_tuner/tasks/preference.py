@@ -36,6 +36,17 @@ class PreferencePairs:
     def load_data(self) -> Splits:
         return load_pairs(self.cfg.data, self.cfg.training.seed)
 
+    sequences_per_example = 2  # chosen and rejected go through the model together
+
+    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
+        """Prompt + completion of each side, with the eos token training appends."""
+        from ..preflight import Lengths
+
+        chosen, rejected = pair_texts(rows[:], processing)
+        eos = 1 if getattr(processing, "eos_token_id", None) is not None else 0
+        return [Lengths(name, [len(x) + eos for x in processing(texts, add_special_tokens=False)["input_ids"]],
+                        self.cfg.data.max_length) for name, texts in (("chosen", chosen), ("rejected", rejected))]
+
     def training_texts(self, splits: Splits):
         for col in STANDARD:
             if col in splits.train.column_names and isinstance(splits.train[0][col], str):

@@ -220,6 +220,15 @@ class Seq2Seq(Task):
         self.cache_hits = hits
         return features
 
+    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
+        from ..preflight import Lengths
+
+        d = self.cfg.data
+        sources = processing([d.source_prefix + s for s in rows[d.source_column]])["input_ids"]
+        targets = processing(text_target=list(rows[d.target_column]))["input_ids"]
+        return [Lengths(d.source_column, [len(x) for x in sources], d.max_length),
+                Lengths(d.target_column, [len(x) for x in targets], d.max_target_length)]
+
     def data_collator(self, processing: Any) -> Any:
         return Seq2SeqCollator(processing)
 

@@ -74,6 +74,13 @@ class TextClassification(ClassifierTask):
         self.cache_hits = hits
         return features
 
+    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
+        from ..preflight import Lengths
+
+        d = self.cfg.data
+        ids = processing(list(rows[d.text_column]), list(rows[d.text_pair_column]) if d.text_pair_column else None)["input_ids"]
+        return [Lengths("+".join(self.text_columns()), [len(x) for x in ids], d.max_length)]
+
     def data_collator(self, processing: Any) -> Any:
         from transformers import DataCollatorWithPadding
 
