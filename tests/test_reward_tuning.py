@@ -542,3 +542,22 @@ def test_trl_configs_get_cpu_settings_and_task_learning_rates(files, tmp_path, m
             assert type(args).__name__ == CONFIG_CLASSES[task]
             assert (args.bf16, args.fp16, args.gradient_checkpointing) == (False, False, False), (task, method)
             assert args.learning_rate == pytest.approx(rate or DEFAULT_RATES[task][method]), (task, method, rate)
+
+
+# ------------------------------------------------------------------------------ plan
+
+
+def test_plan_counts_pairs_generations_and_the_reference(cli, files):
+    plans = {}
+    for name in ("reward", "dpo", "grpo"):
+        result = cli("plan", getattr(files, name), "--json")
+        assert result.exit_code == 0, result.output
+        plans[name] = json.loads(result.stdout)
+    assert [l["name"] for l in plans["dpo"]["lengths"]] == ["chosen", "rejected"]
+    assert "frozen copy" in plans["dpo"]["memory_per_device"]  # full DPO keeps a reference model
+    assert "frozen copy" not in plans["grpo"]["memory_per_device"]  # beta 0: no reference
+    # GRPO: 72 prompts, 25% held out -> 54; 4 completions each, 8 completions per step -> 27 steps
+    assert plans["grpo"]["train_rows"] == 54 and plans["grpo"]["steps_per_epoch"] == 27
+    assert plans["grpo"]["sequence_for_memory"] <= 16 + 8  # prompt limit + max_completion_length
+    # reward model: 240 pairs, 25% held out -> 180, 16 per step -> ceil(180 / 16) = 12
+    assert plans["reward"]["steps_per_epoch"] == 12
