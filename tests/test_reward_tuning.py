@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Result, assert_clean_error
+from conftest import Result, assert_clean_error, save_tiny_bert
 
 WORDS = "the a movie day food service weather team song book was is really quite".split()
 MARKER = "great"
@@ -166,18 +166,11 @@ def lm_run(files) -> Path:
 @pytest.fixture(scope="module")
 def bert_base(files) -> Path:
     """A tiny BERT + wordpiece tokenizer saved as a "pretrained" model folder (for LoRA)."""
-    from transformers import AutoConfig, BertModel
-
     from hf_tuner.modeling import train_tokenizer
 
     texts = [r[k] for r in marker_pairs(240, seed=0) for k in ("chosen", "rejected")]
-    tokenizer = train_tokenizer(texts, "wordpiece", 200, 1, "encoder")
-    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                  pad_token_id=tokenizer.pad_token_id)
     path = files.root / "bert-base"
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tiny_bert(path, train_tokenizer(texts, "wordpiece", 200, 1, "encoder"))
     return path
 
 
@@ -185,18 +178,12 @@ def bert_base(files) -> Path:
 def classifier(files) -> Path:
     """An untrained tiny BERT sentiment classifier (labels negative, positive; 64 positions) saved as a
     model folder, with a wordpiece tokenizer trained from scratch (which sets no model_max_length)."""
-    from transformers import AutoConfig, BertForSequenceClassification
-
     from hf_tuner.modeling import train_tokenizer
 
-    tokenizer = train_tokenizer([" ".join(WORDS + [MARKER])] * 4, "wordpiece", 100, 1, "encoder")
-    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                  pad_token_id=tokenizer.pad_token_id, id2label={0: "negative", 1: "positive"},
-                                  label2id={"negative": 0, "positive": 1})
     path = files.root / "classifier"
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tiny_bert(path, train_tokenizer([" ".join(WORDS + [MARKER])] * 4, "wordpiece", 100, 1, "encoder"),
+                   "BertForSequenceClassification", id2label={0: "negative", 1: "positive"},
+                   label2id={"negative": 0, "positive": 1})
     return path
 
 

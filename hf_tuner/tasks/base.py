@@ -151,6 +151,21 @@ class Task:
     def preprocess(self, splits: Splits, processing: Any) -> Splits:
         raise NotImplementedError
 
+    def tokenise(self, splits: Splits, fn: Callable, key: str, what: str = "", keep: tuple[str, ...] = ()) -> Splits:
+        """Map the batched `fn` over every split through the tokenised-data cache (one entry per `key`
+        and split), dropping the raw columns but `keep`; records which splits came from the cache."""
+        from ..data import cached_map
+
+        hits: dict[str, bool] = {}
+
+        def run(name: str, ds: Any) -> Any:
+            out, hits[name] = cached_map(ds, fn, key, f"Tokenising {name}{what}", [c for c in ds.column_names if c not in keep])
+            return out
+
+        features = splits.map(run)
+        self.cache_hits = hits
+        return features
+
     def data_collator(self, processing: Any) -> Any:
         return None
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 from pydantic import Field
 
 from ..config import DataConfig
-from ..data import Splits, cached_map, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
+from ..data import Splits, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
 from ..errors import ConfigError
 from .base import CardInfo, Loaded, Task
 
@@ -207,24 +207,16 @@ class CausalLM(Task):
         tokenize = document_tokenizer(processing, d.max_length, d.text_column, d.prompt_column, d.completion_column)
         key = (f"causal-lm/v{TOKENISATION_VERSION}|{tokenizer_fingerprint(processing)}|{d.text_column}|{d.prompt_column}|"
                f"{d.completion_column}|{d.max_length}|eos={processing.eos_token_id}")
-        hits: dict[str, bool] = {}
-        dropped: dict[str, int] = {}
-
-        def run(name: str, ds: Any) -> Any:
-            out, hits[name] = cached_map(ds, tokenize, key, f"Tokenising {name}", ds.column_names)
-            if len(out) < len(ds):
-                dropped[name] = len(ds) - len(out)
+        features = self.tokenise(splits, tokenize, key)
+        for name, ds in splits.items():
+            out = getattr(features, name)
             if len(out) == 0:
                 from ..errors import DataError
 
                 raise DataError(f"no {name} row has a token to train on within data.max_length={d.max_length}: "
                                 "raise data.max_length or shorten the prompts")
-            return out
-
-        features = splits.map(run)
-        for name, n in dropped.items():
-            features.notes.append(f"{name}: dropped {n} rows with no token to learn within data.max_length")
-        self.cache_hits = hits
+            if len(out) < len(ds):
+                features.notes.append(f"{name}: dropped {len(ds) - len(out)} rows with no token to learn within data.max_length")
         if d.packing:
             features.train = pack_dataset(features.train, d.max_length)
         return features

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data import Splits, cached_map, tokenizer_fingerprint
+from ..data import Splits, tokenizer_fingerprint
 from .base import CardInfo, Loaded, Task
 from .preference import PreferenceData, PreferencePairs, pair_texts
 
@@ -61,15 +61,7 @@ class RewardModeling(PreferencePairs, Task):
         max_length = self.cfg.data.max_length
         encode = pair_encoder(processing, max_length)
         key = f"reward-modeling/v1|{tokenizer_fingerprint(processing)}|{max_length}"
-        hits: dict[str, bool] = {}
-
-        def run(name: str, ds: Any) -> Any:
-            out, hits[name] = cached_map(ds, encode, key, f"Tokenising {name} pairs", ds.column_names)
-            return out
-
-        features = splits.map(run)
-        self.cache_hits = hits
-        return features
+        return self.tokenise(splits, encode, key, " pairs")
 
     def training_defaults(self) -> dict[str, Any]:
         # pairs are tokenised and cut to data.max_length already; TRL would otherwise drop longer ones

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 from pydantic import Field
 
 from ..config import DataConfig, RunConfig
-from ..data import Splits, cached_map, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
+from ..data import Splits, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
 from ..errors import ConfigError, did_you_mean, listing
 from .base import CardInfo, Loaded, Task
 
@@ -210,15 +210,7 @@ class Seq2Seq(Task):
             return encoded
 
         key = f"seq2seq|{tokenizer_fingerprint(processing)}|{source}|{target}|{prefix!r}|{max_length}|{max_target_length}"
-        hits: dict[str, bool] = {}
-
-        def run(name, ds):
-            out, hits[name] = cached_map(ds, tokenize, key, f"Tokenising {name}", ds.column_names)
-            return out
-
-        features = splits.map(run)
-        self.cache_hits = hits
-        return features
+        return self.tokenise(splits, tokenize, key)
 
     def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
         from ..preflight import Lengths

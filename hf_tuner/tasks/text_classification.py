@@ -6,7 +6,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from ..config import DataConfig, LabelledData
-from ..data import Splits, cached_map, encode_labels, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
+from ..data import Splits, encode_labels, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
 from .base import CardInfo, ClassifierTask, Loaded
 
 
@@ -63,16 +63,7 @@ class TextClassification(ClassifierTask):
             return processing(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_length)
 
         key = f"text-classification|{tokenizer_fingerprint(processing)}|{text}|{pair}|{max_length}"
-        hits: dict[str, bool] = {}
-
-        def run(name, ds):
-            keep = ["labels"]
-            out, hits[name] = cached_map(ds, tokenize, key, f"Tokenising {name}", [c for c in ds.column_names if c not in keep])
-            return out
-
-        features = splits.map(run)
-        self.cache_hits = hits
-        return features
+        return self.tokenise(splits, tokenize, key, keep=("labels",))
 
     def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
         from ..preflight import Lengths
