@@ -220,7 +220,8 @@ def task_of(ref: ModelRef, task: Optional[str], bench: Any) -> str:
             raise ConfigError(f"--task {task} contradicts the run, which is a {ref.run_cfg.task} run: drop --task")
         name = ref.run_cfg.task
     else:
-        name = task or (bench.task if bench else None)
+        # a model hf-tuner pushed keeps its recipe (config.yaml): its task, unless --task says otherwise
+        name = task or (bench.task if bench else None) or rundir.run_task(Path(ref.path))
         if not name:
             raise ConfigError(f"{ref.path} is not a run folder: say what it is with --task ({', '.join(task_names())})")
     if bench is not None and bench.task != name:

@@ -60,8 +60,9 @@ def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
 
 
 def is_run_folder(path: Path) -> bool:
-    """True when `path` looks like an hf-tuner run folder (finished or not)."""
-    return path.is_dir() and ((path / CONFIG).is_file() or (path / SUMMARY).is_file())
+    """True when `path` holds an hf-tuner run (finished or not): summary.json is its first file. A model
+    pushed by hf-tuner and downloaded again has config.yaml but no summary: a model folder."""
+    return path.is_dir() and (path / SUMMARY).is_file()
 
 
 def run_task(path: Path) -> Optional[str]:

@@ -25,6 +25,9 @@ def hf_tuner_cache(tmp_path_factory):
         os.environ["HF_TUNER_CACHE"] = old
 
 
+HUB_TOKEN = "hf_PushTestToken0123456789abcdefXYZ"  # what the fake Hub accepts (and no log may show)
+
+
 class Result:
     def __init__(self, result):
         self.exit_code = result.exit_code
@@ -61,6 +64,32 @@ def assert_clean_error(result: Result, code: int = 2, *needles: str) -> None:
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A fake Hub on 127.0.0.1; online mode for huggingface_hub, no token from the environment or a login."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    from fake_hub import FakeHub
+
+    server = FakeHub(HUB_TOKEN)
+    yield server
+    server.close()
+
+
+def write_files(files: dict[str, bytes], dest):
+    """Write {relative path: bytes} (e.g. what the fake Hub received) under `dest`; return it."""
+    dest.mkdir(parents=True)
+    for name, data in files.items():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(data)
+    return dest
 
 
 def save_tiny_bert(path, tokenizer, model_class: str = "BertModel", layers: int = 1, positions: int = 64, **config) -> None:

@@ -10,10 +10,7 @@ import socket
 import pytest
 import yaml
 
-from conftest import assert_clean_error
-from fake_hub import FakeHub
-
-TOKEN = "hf_PushTestToken0123456789abcdefXYZ"
+from conftest import HUB_TOKEN as TOKEN, assert_clean_error, write_files
 TEXTS = ["I love this airline, best flight ever", "worst service, lost my bags again", "thanks for the upgrade!",
          "delayed for five hours and nobody cared", "smooth landing, happy customer", "my seat was broken"]
 
@@ -32,14 +29,6 @@ def logits(model_dir_or_model, tokenizer_dir):
         model = AutoModelForSequenceClassification.from_pretrained(model_dir_or_model)
     with torch.no_grad():
         return model.eval()(**tok(TEXTS, truncation=True, max_length=32, padding=True, return_tensors="pt")).logits
-
-
-def write_files(files: dict[str, bytes], dest):
-    dest.mkdir(parents=True)
-    for name, data in files.items():
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        (dest / name).write_bytes(data)
-    return dest
 
 
 def assert_no_token(*texts_or_folders):
@@ -67,21 +56,6 @@ def run(tiny_lora_run, tmp_path_factory):
     result = CliRunner().invoke(app, ["eval", str(dest), "--data", str(probe)])
     assert result.exit_code == 0, result.output
     return dest
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """A fake Hub on 127.0.0.1; online mode for huggingface_hub, no token from the environment or a login."""
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    server = FakeHub(TOKEN)
-    yield server
-    server.close()
 
 
 def test_push_uploads_model_tokenizer_and_card_and_reproduces_predictions(cli, run, hub, tmp_path):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Result, assert_clean_error, save_tiny_bert
+from conftest import HUB_TOKEN, Result, assert_clean_error, save_tiny_bert, write_files
 
 WORDS = "the a movie day food service weather team song book was is really quite".split()
 MARKER = "great"
@@ -254,7 +254,7 @@ def test_reward_model_learns_to_prefer_the_marker(cli, files, tmp_path):
 
 
 @pytest.mark.slow
-def test_reward_model_with_lora_trains_and_predicts(cli, files, bert_base, tmp_path):
+def test_reward_model_with_lora_trains_predicts_and_pushes(cli, files, bert_base, tmp_path, hub):
     out = tmp_path / "rm-lora"
     result = cli("train", files.reward, *FROM_RUN, f"model.name_or_path={bert_base}", "method.name=lora",
                  "training.learning_rate=1e-2", "-o", out)
@@ -268,6 +268,17 @@ def test_reward_model_with_lora_trains_and_predicts(cli, files, bert_base, tmp_p
     assert result.exit_code == 0, result.output
     scores = rewards_of(result)
     assert scores["the song was great"] > scores["the song was quite"], scores
+    # pushed merged (base + adapter, outputs checked equal before upload): the Hub copy scores as the run does
+    result = cli("push", out, "--repo-id", "me/rm", "--merge-lora", "--token", HUB_TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    received = write_files(hub.files("me/rm"), tmp_path / "received")
+    assert not (received / "adapter_config.json").exists()
+    card = (received / "README.md").read_text()
+    assert "pipeline_tag: text-classification" in card and "hf-tuner train" in card
+    result = cli("eval", received, "--data", files.pairs, "--max-samples", "40")  # the task from its config.yaml
+    assert result.exit_code == 0, result.output
+    accuracy = float(result.stdout.split("accuracy=")[1].split()[0])
+    assert accuracy >= 0.9  # the trained reward model arrived, not the untrained base (chance: 0.5)
 
 
 # ------------------------------------------------------------------------------ grpo / rloo
@@ -410,7 +421,7 @@ def test_dpo_from_scratch_learns_the_preferred_continuation(cli, files, tmp_path
 
 
 @pytest.mark.slow
-def test_dpo_with_lora_on_a_saved_model(cli, files, gpt2_base, tmp_path):
+def test_dpo_with_lora_on_a_saved_model(cli, files, gpt2_base, tmp_path, hub):
     """LoRA: the reference is the same model with its adapter switched off."""
     out = tmp_path / "dpo-lora"
     result = cli("train", files.dpo, *FROM_RUN, f"model.name_or_path={gpt2_base}", "method.name=lora",
@@ -422,6 +433,12 @@ def test_dpo_with_lora_on_a_saved_model(cli, files, gpt2_base, tmp_path):
     before, after = metrics_of(out)
     assert before["reward_accuracy"] == 0 and before["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert after["reward_accuracy"] >= 0.9 and after["reward_margin"] > 0 and after["loss"] < math.log(2) - 0.03, after
+    # the adapter alone goes to the Hub with a text-generation card naming its base
+    result = cli("push", out, "--repo-id", "me/dpo", "--adapter-only", "--token", HUB_TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    files_pushed = hub.files("me/dpo")
+    assert "adapter_config.json" in files_pushed and "model.safetensors" not in files_pushed
+    assert "pipeline_tag: text-generation" in files_pushed["README.md"].decode()
 
 
 # ------------------------------------------------------------------------------ errors
