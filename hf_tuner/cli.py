@@ -184,7 +184,6 @@ def _launch_plan(cfg: Any, profile, num_processes, num_machines, machine_rank, m
                        machine_rank=machine_rank, main_process_ip=main_ip, main_process_port=main_port)
 
 
-
 @app.command()
 @handle_errors
 def validate(
