@@ -74,6 +74,9 @@ class Task:
     greater_is_better: ClassVar[bool] = False
     classifier: ClassVar[bool] = False  # predicts one of the data's labels (id2label on the model config)
     harness: ClassVar[bool] = False  # lm-evaluation-harness can evaluate its models
+    # the model's loss is a plain mean that ignores `num_items_in_batch` (BERT/BART heads): the Trainer
+    # must not scale it by the number of processes (see `build_trainer`)
+    loss_is_a_mean: ClassVar[bool] = False
     # recipe sections of this task besides the shared ones: name -> (type, default), e.g. grpo's `reward:`
     sections: ClassVar[dict[str, tuple[Any, Any]]] = {}
     # tasks whose run folders this task may start from (model.name_or_path); empty: its own only
@@ -224,6 +227,11 @@ class Task:
         """The task's trainer (training and `hf-tuner eval` alike). The default passes the task's
         collator and metric functions where it has them: a trainer that takes other arguments (TRL's)
         overrides this."""
+        if self.loss_is_a_mean:
+            # A Trainer that thinks the model takes loss kwargs multiplies its loss by the number of
+            # processes (transformers 5: `average_tokens_across_devices`); a mean loss then doubles on 2
+            # processes (reported loss and gradient). Tell it the model does not take them.
+            (model.get_base_model() if hasattr(model, "get_base_model") else model).accepts_loss_kwargs = False
         kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": train_dataset,
                                   "eval_dataset": eval_dataset, "processing_class": processing}
         for key, value in (("data_collator", self.data_collator(processing)),
@@ -295,19 +303,12 @@ class ClassifierTask(Task):
     accuracy / macro-F1, a top-k `predict`, and a per-class report in `eval`."""
 
     classifier = True
+    loss_is_a_mean = True
     primary_metric = "accuracy"
     greater_is_better = True
 
     def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
         return label_config(self.labels or [])
-
-    def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
-        # A classifier's loss is a mean over the batch that ignores `num_items_in_batch`; a Trainer that
-        # thinks the model takes it multiplies the loss by the number of processes (2 processes: twice
-        # the reported train and eval loss, twice the gradient). Tell it the model does not.
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        base.accepts_loss_kwargs = False
-        return super().build_trainer(args, model, processing, train_dataset, eval_dataset)
 
     def preprocess_logits_for_metrics(self) -> Optional[Callable]:
         def argmax(logits, labels):

@@ -142,6 +142,7 @@ class Seq2SeqData(DataConfig):
 
 class Seq2Seq(Task):
     name = "seq2seq"
+    loss_is_a_mean = True  # BART/Marian/T5 heads average their cross-entropy themselves
     arguments = "transformers:Seq2SeqTrainingArguments"
     data_schema = Seq2SeqData
     card = CardInfo("text2text-generation", "Text2Text Generation")
