@@ -116,12 +116,12 @@ def model_dims(config: Any) -> dict[str, int]:
     }
 
 
-def estimate_memory(model: Any, trainable: int, seq: int, batch: int, precision: str, processes: int, shards: str,
-                    gradient_checkpointing: bool, optimizer: str, frozen_copies: int, on_gpu: bool,
-                    runtime: int) -> Memory:
+def estimate_memory(model: Any, seq: int, batch: int, precision: str, processes: int, shards: str,
+                    gradient_checkpointing: bool, optimizer: str, frozen_copies: int, runtime: int) -> Memory:
     """Peak memory per device by `MEMORY_FORMULA`."""
     params = {id(p): p for p in model.parameters()}.values()
     weight_bytes = sum(p.numel() * p.element_size() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
     trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     sharded_weights = "weights" in shards and processes > 1
     sharded_grads = "gradients" in shards and processes > 1
@@ -161,44 +161,33 @@ def steps_per_epoch(rows: int, per_device: int, processes: int, accumulation: in
 
 def preflight(cfg: RunConfig, launch: Any, sample_rows: int = 2000) -> dict[str, Any]:
     """Everything `hf-tuner plan` prints, as data."""
-    from transformers import set_seed
+    import tempfile
+    from pathlib import Path
 
-    from .modeling import choose_precision, count_parameters, has_accelerator, meta_models, quiet_libraries
-    from .run import training_arguments
-    from .tasks import get_task
+    from .modeling import has_accelerator, meta_models
+    from .run import plan, training_arguments
 
-    quiet_libraries()
-    precision_flags = choose_precision(cfg)
-    set_seed(cfg.training.seed)
-    task = get_task(cfg.task)(cfg)
-    splits = task.load_data()
-    processing = task.load_processing(splits)
+    with meta_models():  # what `train` builds, with every parameter on the meta device
+        p = plan(cfg)
+    task, model, trainable, total = p.task, p.model, p.trainable, p.total
     task.trainer_class()  # the training process holds these libraries too: count them in the runtime
-    runtime = rss_bytes()
-    with meta_models():
-        model = task.load_model(splits, processing)
-    trainable, total = count_parameters(model)
+    on_gpu = has_accelerator()
+    runtime = 1024 * MIB if on_gpu else rss_bytes()
 
-    train = splits.train
+    train = p.splits.train
     sample = train.shuffle(seed=cfg.training.seed).select(range(min(sample_rows, len(train))))
-    lengths = task.token_lengths(sample, processing)
+    lengths = task.token_lengths(sample, p.processing)
 
     t = cfg.training
     processes = launch.num_processes
-    precision = "bf16" if precision_flags.get("bf16") else "fp16" if precision_flags.get("fp16") else "fp32"
-    on_gpu = has_accelerator()
+    with tempfile.TemporaryDirectory() as tmp:  # the arguments as training would build them (precision, optimizer, checkpointing)
+        args = training_arguments(cfg, task, Path(tmp))
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    optimizer = str(getattr(args.optim, "value", args.optim))
     seq = task.memory_sequence(model.config, lengths)
     batch = t.per_device_train_batch_size * task.sequences_per_example
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:  # the arguments as training would build them (optimizer, checkpointing)
-        from pathlib import Path
-
-        args = training_arguments(cfg, task, Path(tmp))
-    optimizer = str(getattr(args.optim, "value", args.optim))
-    mem = estimate_memory(model, trainable, seq, batch, precision, processes, launch.profile.shards,
-                          bool(args.gradient_checkpointing), optimizer, task.frozen_copies(), on_gpu,
-                          runtime if not on_gpu else 1024 * MIB)
+    mem = estimate_memory(model, seq, batch, precision, processes, launch.profile.shards,
+                          bool(args.gradient_checkpointing), optimizer, task.frozen_copies(), runtime)
     rows = task.training_rows(len(train), lengths)
     out: dict[str, Any] = {
         "task": cfg.task,

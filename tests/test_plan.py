@@ -89,8 +89,8 @@ def test_sharding_divides_what_the_profile_shards(tmp_path):
     with meta_models():
         p = plan(build_config(recipes(tmp_path)["minilm-full"]))
     n = p.total
-    args = dict(trainable=n, seq=32, batch=8, precision="fp32", gradient_checkpointing=False, optimizer="adamw_torch",
-                frozen_copies=0, on_gpu=False, runtime=0)
+    args = dict(seq=32, batch=8, precision="fp32", gradient_checkpointing=False, optimizer="adamw_torch",
+                frozen_copies=0, runtime=0)
     single = estimate_memory(p.model, processes=1, shards="nothing", **args).terms
     ddp = estimate_memory(p.model, processes=4, shards="nothing", **args).terms
     fsdp = estimate_memory(p.model, processes=4, shards="weights+gradients+optimizer", **args).terms

@@ -183,7 +183,7 @@ class Task:
 
     def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
         """Untruncated token lengths of sample rows (`preflight.Lengths`, one per measured field) with
-        the limit the task cuts or drops them at, tokenised the way `preprocess` does. None for
+        the limit the task cuts or drops them at, tokenised the way `preprocess` does; empty for
         tasks without token limits (images)."""
         return []
 

@@ -75,7 +75,7 @@ class PolicyOptimization(CausalLM):
             problems.append("reward: the list is empty: name at least one reward (model, model + label, or function)")
         if extra.get("reward_weights") is not None:
             problems.append("set each reward's weight in reward[].weight, not training.reward_weights")
-        generations = extra.get("num_generations", cls.default_generations())
+        generations = cls.setting(cfg, "num_generations")
         per_step = extra.get("generation_batch_size") or (
             cfg.training.per_device_train_batch_size * extra.get("steps_per_generation", cfg.training.gradient_accumulation_steps))
         if generations < 2:
@@ -84,23 +84,19 @@ class PolicyOptimization(CausalLM):
             problems.append(f"{per_step} completions per generation step (training.generation_batch_size, or "
                             f"per_device_train_batch_size x steps_per_generation) is not divisible by "
                             f"training.num_generations={generations}: make it a multiple")
-        beta = extra.get("beta", cls.default_beta())
+        beta = cls.setting(cfg, "beta")
         if beta and cfg.model.from_scratch is not None:
             problems.append(f"training.beta={beta} needs a reference model, and a policy built from scratch has none "
                             "saved: start from a trained run (model.name_or_path) or set training.beta=0")
         return problems
 
     @classmethod
-    def default_generations(cls) -> int:
+    def setting(cls, cfg, name: str) -> Any:
+        """A TRL config value of the recipe: what `training:` sets, else the config class's default."""
         from ..arguments import import_object
 
-        return import_object(cls.arguments).__dataclass_fields__["num_generations"].default
-
-    @classmethod
-    def default_beta(cls) -> float:
-        from ..arguments import import_object
-
-        return import_object(cls.arguments).__dataclass_fields__["beta"].default
+        extra = cfg.training.model_extra or {}
+        return extra[name] if name in extra else import_object(cls.arguments).__dataclass_fields__[name].default
 
     def default_learning_rate(self) -> float:
         return DEFAULT_LEARNING_RATE[self.cfg.method.name]
@@ -133,11 +129,7 @@ class PolicyOptimization(CausalLM):
         yield from (str(p) for p in splits.train["prompt"])
 
     def check_positions(self, positions: int) -> None:
-        from ..arguments import import_object
-
-        extra = self.cfg.training.model_extra or {}
-        completion = extra.get("max_completion_length",
-                               import_object(self.arguments).__dataclass_fields__["max_completion_length"].default)
+        completion = self.setting(self.cfg, "max_completion_length")
         needed = self.cfg.data.max_prompt_length + completion
         if needed > positions:
             raise ConfigError(f"data.max_prompt_length ({self.cfg.data.max_prompt_length}) + training.max_completion_length "
@@ -153,20 +145,13 @@ class PolicyOptimization(CausalLM):
 
     def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
         kept = [l.longest_kept() for l in lengths]
-        return (max(kept) if kept else self.cfg.data.max_prompt_length) + self.training_value("max_completion_length")
+        return (max(kept) if kept else self.cfg.data.max_prompt_length) + self.setting(self.cfg, "max_completion_length")
 
     def frozen_copies(self) -> int:
-        return 1 if self.training_value("beta") and self.cfg.method.name == "full" else 0
+        return 1 if self.setting(self.cfg, "beta") and self.cfg.method.name == "full" else 0
 
     def training_rows(self, rows: int, lengths: list[Any]) -> int:
-        return rows * self.training_value("num_generations")  # each prompt is completed num_generations times
-
-    def training_value(self, name: str) -> Any:
-        """A TRL config value: the recipe's, else the config class's default."""
-        from ..arguments import import_object
-
-        extra = self.cfg.training.model_extra or {}
-        return extra[name] if name in extra else import_object(self.arguments).__dataclass_fields__[name].default
+        return rows * self.setting(self.cfg, "num_generations")  # each prompt is completed num_generations times
 
     def load_model(self, splits: Splits, processing: Any) -> Any:
         model = super().load_model(splits, processing)
