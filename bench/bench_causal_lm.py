@@ -57,9 +57,9 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
 
 
 def run_hf_tuner(work: Path, args: argparse.Namespace, packing: bool) -> dict:
-    from hf_tuner.config import build_config
+    from hf_tuner.recipes import build_config
     from hf_tuner.run import train
-    from hf_tuner.tasks.causal_lm import CausalLM
+    from hf_tuner.tasks import get_task
 
     cfg = build_config({
         "task": "causal-lm",
@@ -71,11 +71,12 @@ def run_hf_tuner(work: Path, args: argparse.Namespace, packing: bool) -> dict:
                      "logging_steps": 50, "seed": 0},
         "eval": {"before_training": False},
     })
-    summary = train(cfg, "bench", str(work / f"run-{packing}"), overwrite=True, argv=["bench"], on_status=lambda m: None)
-    task = CausalLM(cfg)  # count the trained tokens from the (now cached) tokenised data
-    splits = task.load_data()
-    task.preprocess(splits, task.load_processing(splits))
-    return {"train_runtime_s": summary["train"]["runtime_s"], "tokens": task.info["train_tokens"],
+    summary = train(cfg, "bench", str(work / f"run-{packing}"), overwrite=True, argv=["bench"], on_status=lambda m: None).model_dump()
+    job = get_task("causal-lm").bind(cfg)  # count the trained tokens from the (now cached) tokenised data
+    splits = job.data.load(job)
+    features = job.data.preprocess(job, splits, job.family.build_processing(job, splits))
+    tokens = sum(len(ids) for ids in features.train["input_ids"])
+    return {"train_runtime_s": summary["train"]["runtime_s"], "tokens": tokens,
             "steps": summary["train"]["global_steps"], "train_loss": summary["train"]["train_loss"],
             "eval_loss": summary["metrics"]["loss"]}
 

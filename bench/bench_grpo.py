@@ -109,16 +109,16 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     # hf-tuner's own prompt split (seeded; prompts over data.max_prompt_length tokens dropped) -> JSONL
     cfg = load_config(RECIPE, [f"model.name_or_path={work / 'policy'}", f"training.seed={args.seed}",
                                f"reward=[{{function: {work / 'rewards.py'}:sentiment_words}}]"])
-    task = get_task(cfg.task)(cfg)
-    splits = task.load_data()
-    features = task.preprocess(splits, task.load_processing(splits))
+    job = get_task(cfg.task).bind(cfg)
+    splits = job.data.load(job)
+    features = job.data.preprocess(job, splits, job.family.build_processing(job, splits))
     (work / "data").mkdir()
     features.train.select_columns(["prompt"]).to_json(str(work / "data" / "train.jsonl"), lines=True, force_ascii=False)
     features.validation.select_columns(["prompt"]).select(range(min(args.eval_rows, len(features.validation)))).to_json(
         str(work / "val.jsonl"), lines=True, force_ascii=False)
 
     cfg = load_config(RECIPE, hf_overrides(work, args))
-    task = get_task(cfg.task)(cfg)
+    task = get_task(cfg.task).bind(cfg)
     ours = training_arguments(cfg, task, work / "probe").to_dict()
     _, theirs, _, _ = make_parser().parse_args_and_config(trl_args(work, args, work / "probe"))
     theirs = theirs.to_dict()
@@ -142,7 +142,7 @@ def run_hf_tuner(work: Path, args: argparse.Namespace, run: str) -> dict:
 
     out = work / f"hf-{run}"
     cfg = load_config(RECIPE, hf_overrides(work, args))
-    summary = train(cfg, "bench-grpo", str(out), overwrite=True, argv=["bench"], on_status=lambda m: None)
+    summary = train(cfg, "bench-grpo", str(out), overwrite=True, argv=["bench"], on_status=lambda m: None).model_dump()
     t = summary["train"]
     history = json.loads((out / "log_history.json").read_text())
     return {"steps_per_second": t["steps_per_second"], "samples_per_second": t["samples_per_second"],

@@ -40,7 +40,7 @@ def run_hf_tuner(args, sampling: str) -> dict:
     extra = [] if sampling == "group_by_length" else [f"training.train_sampling_strategy={sampling}"]
     cfg = recipe_config(args, *extra)
     out = Path(tempfile.mkdtemp()) / "run"
-    summary = train(cfg, "quickstart", str(out), argv=["bench"], on_status=lambda m: None)
+    summary = train(cfg, "quickstart", str(out), argv=["bench"], on_status=lambda m: None).model_dump()
     if summary["train_sampling_strategy"] != sampling:  # the comparison would measure something else
         raise SystemExit(f"hf-tuner trained with {summary['train_sampling_strategy']}, not {sampling}")
     return {"samples_per_second": summary["train"]["samples_per_second"], "accuracy": summary["metrics"]["accuracy"],

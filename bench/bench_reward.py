@@ -80,7 +80,8 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     from trl.scripts.reward import make_parser
 
     cfg = load_config(RECIPE, [f"data.max_length={args.max_length}", f"training.seed={args.seed}"])
-    splits = get_task(cfg.task)(cfg).load_data()
+    job = get_task(cfg.task).bind(cfg)
+    splits = job.data.load(job)
     train = splits.train.select(range(min(args.rows, len(splits.train))))
     val = splits.validation.select(range(min(args.eval_rows, len(splits.validation))))
     (work / "data").mkdir(parents=True)
@@ -89,7 +90,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
 
     # the settings each side would train with, compared field by field
     cfg = load_config(RECIPE, hf_overrides(work, args))
-    task = get_task(cfg.task)(cfg)
+    task = get_task(cfg.task).bind(cfg)
     ours = training_arguments(cfg, task, work / "probe").to_dict()
     _, theirs, _, _ = make_parser().parse_args_and_config(trl_args(work, args, work / "probe"))
     theirs = theirs.to_dict()
@@ -121,7 +122,7 @@ def run_hf_tuner(work: Path, args: argparse.Namespace, run: str) -> dict:
     from hf_tuner.run import train
 
     cfg = load_config(RECIPE, hf_overrides(work, args))
-    summary = train(cfg, "bench-reward", str(work / f"hf-{run}"), overwrite=True, argv=["bench"], on_status=lambda m: None)
+    summary = train(cfg, "bench-reward", str(work / f"hf-{run}"), overwrite=True, argv=["bench"], on_status=lambda m: None).model_dump()
     t = summary["train"]
     return {"samples_per_second": t["samples_per_second"], "steps_per_second": t["steps_per_second"],
             "train_runtime_s": t["runtime_s"], "steps": t["global_steps"], "train_loss": round(t["train_loss"], 4),

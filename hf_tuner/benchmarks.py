@@ -89,7 +89,7 @@ def prepare_benchmark_data(bench: Any, override: Optional[str], split: Optional[
     labels their names, flatten nested fields, keep `max_samples` rows (seeded) and write the result
     to the hf-tuner cache as Parquet. Returns that file: from then on it is an ordinary local source."""
     from .config import DataConfig
-    from .data import fingerprint, limit_rows, load_source
+    from .data import digest, limit_rows, load_source
     from .packaged import cache_root
 
     source = override or bench.dataset
@@ -116,7 +116,7 @@ def prepare_benchmark_data(bench: Any, override: Optional[str], split: Optional[
             ds = ds.cast_column(label_col, ClassLabel(names=list(bench.label_names)))
     folder = cache_root() / "eval-data"
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{bench.name}-{fingerprint(ds._fingerprint, source, split, max_samples, seed)}.parquet"
+    out = folder / f"{bench.name}-{digest(ds._fingerprint, source, split, max_samples, seed)}.parquet"
     if not out.is_file():
         tmp = out.with_suffix(".tmp.parquet")
         ds.to_parquet(str(tmp))

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import yaml
 
 from .config import RunConfig
-from .rundir import CARD, read_eval_results, read_json
+from .rundir import CARD, RunSummary, read_eval_results, read_json
 from .tasks import get_task
 
 # Where a `packaged:` model came from on the Hub (for `base_model` and an uploaded adapter's config).
@@ -41,12 +41,12 @@ def _dataset_label(source: Optional[str]) -> str:
     return Path(source.split(" [")[0]).name or source
 
 
-def _results(cfg: RunConfig, summary: dict[str, Any], evals: dict[str, Any]) -> list[dict[str, Any]]:
+def _results(cfg: RunConfig, summary: RunSummary, evals: dict[str, Any]) -> list[dict[str, Any]]:
     """Every set of metrics a card reports: the training validation split, then each `eval`."""
     out = []
-    if summary.get("metrics"):
+    if summary.metrics:
         out.append({"name": "validation", "dataset": cfg.data.train, "config": cfg.data.config_name,
-                    "split": "validation", "metrics": summary["metrics"]})
+                    "split": "validation", "metrics": summary.metrics})
     for name, entry in evals.items():
         if out and entry.get("split") == "validation" and entry.get("data") == cfg.data.train and entry.get("metrics") == out[0]["metrics"]:
             continue  # the run's own validation split, re-evaluated: already reported
@@ -55,7 +55,7 @@ def _results(cfg: RunConfig, summary: dict[str, Any], evals: dict[str, Any]) -> 
     return out
 
 
-def card_metadata(cfg: RunConfig, summary: dict[str, Any], evals: Optional[dict[str, Any]] = None,
+def card_metadata(cfg: RunConfig, summary: RunSummary, evals: Optional[dict[str, Any]] = None,
                   model_name: Optional[str] = None, upload: str = "merged") -> dict[str, Any]:
     """The YAML front matter of a run's model card, `model-index` included (huggingface_hub's format)."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -87,22 +87,22 @@ def card_metadata(cfg: RunConfig, summary: dict[str, Any], evals: Optional[dict[
     return data.to_dict()
 
 
-def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict[str, Any], dest: Optional[Path] = None,
+def write_model_card(run_dir: Path, cfg: RunConfig, summary: RunSummary, dest: Optional[Path] = None,
                      repo_id: Optional[str] = None, upload: str = "merged") -> Path:
     """Write README.md (into `dest`, default the run folder): metadata with `model-index`, the
     validation and `hf-tuner eval` results, how to load it, the command and config that made it."""
     evals = read_eval_results(run_dir)
-    name = repo_id.split("/")[-1] if repo_id else Path(summary.get("output_dir", run_dir)).name
+    name = repo_id.split("/")[-1] if repo_id else Path(summary.output_dir or run_dir).name
     meta = card_metadata(cfg, summary, evals, name, upload)
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(), "---", "",
         f"# {name}", "",
         f"{(cfg.description or cfg.task).rstrip('.')}. Fine-tuned with hf-tuner "
-        f"({cfg.method.name}) from `{base_model_id(cfg) or summary.get('model', cfg.model.name_or_path)}`.", "",
+        f"({cfg.method.name}) from `{base_model_id(cfg) or summary.model or cfg.model.name_or_path}`.", "",
         "## Results", "",
     ]
-    metrics = summary.get("metrics") or {}
-    before = summary.get("metrics_before") or {}
+    metrics = summary.metrics or {}
+    before = summary.metrics_before or {}
     if metrics:
         lines += ["Validation split used in training:", "", "| metric | before training | after training |", "|---|---|---|"]
         for key, value in metrics.items():
@@ -116,7 +116,7 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict[str, Any], des
             lines.append(f"| {ename} ({_dataset_label(e.get('data'))}) | {e.get('split') or '-'} | {e.get('rows', '-')} | {values} |")
     lines += ["", "## Use it", "", "```python"]
     lines += _usage(cfg, repo_id or "path/or/repo-id", upload, _head_kwargs(run_dir))
-    lines += ["```", "", "## Reproduce", "", "```bash", summary.get("command", ""), "```", "",
+    lines += ["```", "", "## Reproduce", "", "```bash", summary.command, "```", "",
               "## Training config", "", "```yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).strip(), "```", ""]
     path = Path(dest or run_dir) / CARD
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -136,7 +136,7 @@ def _head_kwargs(run_dir: Path) -> str:
 
 
 def _usage(cfg: RunConfig, where: str, upload: str = "merged", head: str = "") -> list[str]:
-    cls = get_task(cfg.task).auto_model
+    cls = get_task(cfg.task).family.auto_model
     if cfg.method.name == "lora" and upload == "adapter":
         base = base_model_id(cfg) or "BASE_MODEL"
         return ["from peft import PeftModel", f"from transformers import {cls}",

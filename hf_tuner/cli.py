@@ -177,10 +177,10 @@ def _launch_flags(profile, num_processes, num_machines, machine_rank, main_ip, m
     return [item for flag, value in pairs if value is not None for item in (flag, str(value))]
 
 
-def _launch_plan(cfg: Any, profile, num_processes, num_machines, machine_rank, main_ip, main_port) -> Any:
-    from .launch import plan_launch
+def _launch_setup(cfg: Any, profile, num_processes, num_machines, machine_rank, main_ip, main_port) -> Any:
+    from .launch import resolve_launch
 
-    return plan_launch(cfg.launch, profile=profile, num_processes=num_processes, num_machines=num_machines,
+    return resolve_launch(cfg.launch, profile=profile, num_processes=num_processes, num_machines=num_machines,
                        machine_rank=machine_rank, main_process_ip=main_ip, main_process_port=main_port)
 
 
@@ -198,11 +198,11 @@ def validate(
 ) -> None:
     """Check a recipe and its data without training, and print what would run and how it launches."""
     from .recipes import load_config
-    from .run import describe, plan
+    from .run import describe, prepare
 
     cfg = load_config(recipe, overrides or [])
-    launch = _launch_plan(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
-    facts = describe(plan(cfg))
+    launch = _launch_setup(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+    facts = describe(prepare(cfg))
     facts.update(launch.facts(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps))
     if launch.needed:
         facts["launch_command"] = launch.display(["train", recipe, *(overrides or [])])
@@ -237,9 +237,9 @@ def train(
     argv = ["train", recipe, *(overrides or []), *(["-o", output_dir] if output_dir else []), *(["--overwrite"] if overwrite else []),
             *(["--resume"] if resume else []),
             *_launch_flags(profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)]
-    plan = _launch_plan(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
-    if plan.needed and not under_launcher():
-        code = launch(plan, argv)
+    setup = _launch_setup(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+    if setup.needed and not under_launcher():
+        code = launch(setup, argv)
         if code:
             raise typer.Exit(code)
         return
@@ -249,7 +249,7 @@ def train(
     if cfg.hub.push and os.environ.get("RANK", "0") == "0":
         from .hub import push_after_training
 
-        typer.echo(f"  pushed to        {push_after_training(summary['output_dir'], cfg, on_status=lambda m: typer.echo(m, err=True))}")
+        typer.echo(f"  pushed to        {push_after_training(summary.output_dir, cfg, on_status=lambda m: typer.echo(m, err=True))}")
 
 
 @app.command("plan")
@@ -269,7 +269,7 @@ def plan_command(
     from .recipes import load_config
 
     cfg = load_config(recipe, overrides or [])
-    launch = _launch_plan(cfg, profile, num_processes, num_machines, 0, "planned" if num_machines > 1 else None, None)
+    launch = _launch_setup(cfg, profile, num_processes, num_machines, 0, "planned" if num_machines > 1 else None, None)
     p = preflight(cfg, launch, sample_rows)
     if as_json:
         typer.echo(json.dumps(p))
@@ -424,26 +424,27 @@ def _print_facts(facts: dict[str, Any]) -> None:
         typer.echo(f"  {'parameters':<16} {t:,} trainable of {n:,} ({100 * t / max(n, 1):.2f}%)")
 
 
-def _print_summary(s: dict[str, Any]) -> None:
+def _print_summary(s: Any) -> None:
+    """The closing lines of `train` (`s`: the run's `rundir.RunSummary`)."""
     def fmt(metrics: Optional[dict]) -> str:
         if not metrics:
             return "-"
         return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
 
-    train_info = s.get("train", {})
+    train_info = s.train or {}
     typer.echo("")
-    typer.echo(f"Run finished: {s['output_dir']}")
-    typer.echo(f"  task/method      {s['task']} / {s['method']}  ({s['model']})")
-    typer.echo(f"  rows             {json.dumps(s['rows'])}")
-    typer.echo(f"  parameters       {s['trainable_params']:,} trainable of {s['total_params']:,}")
+    typer.echo(f"Run finished: {s.output_dir}")
+    typer.echo(f"  task/method      {s.task} / {s.method}  ({s.model})")
+    typer.echo(f"  rows             {json.dumps(s.rows)}")
+    typer.echo(f"  parameters       {s.trainable_params:,} trainable of {s.total_params:,}")
     typer.echo(f"  training         {train_info.get('runtime_s')} s, {train_info.get('samples_per_second')} samples/s, "
-               f"{train_info.get('global_steps')} steps on {s.get('device')} ({s.get('precision')})")
-    if s.get("metrics_before"):
-        typer.echo(f"  before training  {fmt(s['metrics_before'])}")
-    typer.echo(f"  after training   {fmt(s.get('metrics'))}")
-    if s.get("test_metrics"):
-        typer.echo(f"  test             {fmt(s['test_metrics'])}")
-    typer.echo(f"  load it          from_pretrained({s['output_dir']!r})")
+               f"{train_info.get('global_steps')} steps on {s.device} ({s.precision})")
+    if s.metrics_before:
+        typer.echo(f"  before training  {fmt(s.metrics_before)}")
+    typer.echo(f"  after training   {fmt(s.metrics)}")
+    if s.test_metrics:
+        typer.echo(f"  test             {fmt(s.test_metrics)}")
+    typer.echo(f"  load it          from_pretrained({s.output_dir!r})")
 
 
 def run() -> None:

@@ -15,6 +15,33 @@ FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"
 
 
 @dataclass
+class Lengths:
+    """Token lengths of one field of sample rows (`hf-tuner plan`), and what a task does to rows
+    over `limit`."""
+
+    name: str
+    values: list[int]
+    limit: Optional[int]
+    beyond: str = "cut"  # "cut" (truncated to the limit) or "dropped"
+
+    def over(self) -> float:
+        """Share of rows longer than the limit."""
+        if not self.values or self.limit is None:
+            return 0.0
+        return sum(v > self.limit for v in self.values) / len(self.values)
+
+    def percentiles(self) -> dict[str, int]:
+        import numpy as np
+
+        arr = np.asarray(self.values)
+        return {f"p{q}": int(np.percentile(arr, q, method="higher")) for q in (50, 90, 95, 99)} | {"max": int(arr.max())}
+
+    def longest_kept(self) -> int:
+        longest = max(self.values) if self.values else 0
+        return min(longest, self.limit) if self.limit else longest
+
+
+@dataclass
 class Splits:
     """The splits a run uses (train, validation, optional test) and where each came from."""
 
@@ -289,7 +316,8 @@ def _label_sort_key(label: str):
 # ------------------------------------------------------------------------- cached preprocessing
 
 
-def fingerprint(*parts: Any) -> str:
+def digest(*parts: Any) -> str:
+    """A short stable hash of values (by their repr)."""
     h = hashlib.sha256()
     for p in parts:
         h.update(repr(p).encode("utf-8"))
@@ -310,7 +338,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         text = json.dumps(definition, sort_keys=True)
     else:
         text = repr(sorted(tokenizer.get_vocab().items()))
-    return fingerprint(text, tokenizer.padding_side, getattr(tokenizer, "truncation_side", None), str(tokenizer.special_tokens_map))
+    return digest(text, tokenizer.padding_side, getattr(tokenizer, "truncation_side", None), str(tokenizer.special_tokens_map))
 
 
 def cached_map(ds, fn: Callable, key: str, desc: str, remove_columns: Optional[list[str]] = None, batched: bool = True):
@@ -319,7 +347,7 @@ def cached_map(ds, fn: Callable, key: str, desc: str, remove_columns: Optional[l
     same data and settings reads the result instead of recomputing it. Returns (dataset, was_cached)."""
     folder = cache_root() / "preprocessed"
     folder.mkdir(parents=True, exist_ok=True)
-    fp = fingerprint(ds._fingerprint, key, len(ds))
+    fp = digest(ds._fingerprint, key, len(ds))
     path = folder / f"{fp}.arrow"
     hit = path.is_file()
     out = ds.map(

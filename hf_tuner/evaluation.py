@@ -1,8 +1,8 @@
 """`hf-tuner eval`: the metrics of a saved model on a data set or a named benchmark.
 
-Evaluation goes through the same Task plug-in as training (load_data -> load_processing ->
-preprocess -> build_trainer -> eval_report), so every task that can be trained can be evaluated
-and the numbers mean the same thing as in `metrics.json`. Classifiers add a per-class report and a
+Evaluation goes through the same task parts as training (the data part loads and preprocesses, the
+family loads the finished model, the objective builds its evaluator and reports), so every task
+that can be trained can be evaluated and the numbers mean the same thing as in `metrics.json`. Classifiers add a per-class report and a
 confusion-matrix PNG; causal LMs report perplexity. Results go to a JSON file and, for a run folder,
 into `metrics.json` ("eval" section) and the model card. (Benchmark data: `benchmarks`; the
 lm-evaluation-harness: `harness`.)
@@ -32,14 +32,16 @@ class ModelRef:
     path: str  # folder (absolute) or Hub id
     run_dir: Optional[Path] = None
     run_cfg: Any = None  # RunConfig of the run
-    summary: Optional[dict[str, Any]] = None
+    summary: Optional[rundir.RunSummary] = None
 
 
 def resolve_model_ref(model: str) -> ModelRef:
     """A run folder -> its config and summary; a plain model folder or Hub id otherwise."""
     path = Path(model).expanduser()
     if rundir.is_run_folder(path):
-        run = rundir.load_run(path)
+        from .recipes import load_run
+
+        run = load_run(path)
         run_dir = run.path.resolve()
         return ModelRef(run_dir.name, str(run_dir), run_dir, run.cfg, run.summary)
     if path.is_file():
@@ -113,15 +115,15 @@ def eval_config(ref: ModelRef, task: str, source: Optional[str], split: Optional
         evaluation["metrics"] = list(metrics)
     from .tasks import get_task
 
-    task_cls = get_task(task)
-    keep = ("seed", "per_device_eval_batch_size", "use_cpu", "bf16", "fp16", "dataloader_num_workers", *task_cls.eval_training_keys)
+    objective = get_task(task).objective
+    keep = ("seed", "per_device_eval_batch_size", "use_cpu", "bf16", "fp16", "dataloader_num_workers", *objective.eval_training_keys)
     training = {k: v for k, v in base.get("training", {}).items() if k in keep}
     if batch_size:
         training["per_device_eval_batch_size"] = batch_size
     training.update(report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=False)  # a progress bar
     cfg = {"task": task, "model": model, "data": {k: v for k, v in data.items() if v is not None},
            "method": {"name": "full"}, "training": training, "eval": evaluation}
-    cfg.update({k: base[k] for k in task_cls.sections if k in base})  # e.g. grpo's `reward:`
+    cfg.update({k: base[k] for k in objective.sections if k in base})  # e.g. grpo's `reward:`
     if base.get("description"):
         cfg["description"] = base["description"]
     return build_config(cfg, source="evaluation settings")
@@ -148,8 +150,8 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
     bench = get_benchmark(benchmark) if benchmark else None
     ref = resolve_model_ref(model)
     task_name = task_of(ref, task, bench)
-    task_cls = get_task(task_name)
-    cols = parse_columns(columns or [], task_cls)
+    task_def = get_task(task_name)
+    cols = parse_columns(columns or [], task_def)
     if bench is not None:
         cols = {**bench.columns, **cols}
     run_split = None
@@ -161,34 +163,35 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
             raise ConfigError(f"--split {run_split}: without --data a run is evaluated on its own 'validation' or 'test' split")
 
     quiet_libraries()
-    classifier = task_cls.classifier
+    classifier = task_def.objective.classifier
     names, num_labels = model_labels(ref.path) if classifier else (None, 0)
     seed = ref.run_cfg.training.seed if ref.run_cfg is not None else 42
     on_status(f"Loading {'benchmark ' + bench.name if bench else data or ('the run data [' + run_split + ']')} ...")
     source = prepare_benchmark_data(bench, data, split, max_samples, seed) if bench else data
     cfg = eval_config(ref, task_name, source, split if not bench else None, cols, batch_size, max_samples,
                       list(bench.eval_metrics) if bench and bench.eval_metrics else None)
-    t = task_cls(cfg)
-    t.run_cfg = ref.run_cfg  # the recipe the model was trained with (None for a plain model)
-    splits = t.load_data()
-    splits = _only_split(splits, run_split or "validation")
-    if classifier and t.labels:
+    job = task_def.bind(cfg)
+    splits = _only_split(job.data.load(job), run_split or "validation")
+    if classifier and job.labels:
         if names:
-            splits.train = splits.validation = align_labels(splits.validation, t.labels, names)
-            t.labels = names
-        elif len(t.labels) != num_labels:
-            raise DataError(f"the data has {len(t.labels)} labels ({listing(t.labels)}) but the model has {num_labels} outputs")
-    processing = t.load_processing(splits)
+            splits.train = splits.validation = align_labels(splits.validation, job.labels, names)
+            job.labels = names
+        elif len(job.labels) != num_labels:
+            raise DataError(f"the data has {len(job.labels)} labels ({listing(job.labels)}) but the model has {num_labels} outputs")
+    processing = job.family.build_processing(job, splits)
     on_status(f"Loading the model from {ref.path} ...")
-    trained = t.after_model_load(t.load_trained(ref.path).model, processing)  # the task's fix-ups (pad ids, channels)
-    features = t.preprocess(splits, processing)
+    trained = job.family.fix_up(job, job.family.load_trained(ref.path).model, processing)  # pad ids, channels, positions
+    job.objective.prepare(job, splits)
+    features = job.data.preprocess(job, splits, processing)
     started = time.time()
     on_status(f"Evaluating on {len(features.validation)} rows ...")
     with tempfile.TemporaryDirectory(prefix="hf-tuner-eval-") as tmp:
         from .run import training_arguments
 
-        trainer = t.build_trainer(training_arguments(cfg, t, Path(tmp)), trained, processing, None, features.validation)
-        result = t.eval_report(trainer, features)
+        start = ref.run_cfg.model if ref.run_cfg is not None else None  # the model the run started from
+        evaluator = job.objective.evaluator(job, training_arguments(cfg, job, Path(tmp)), trained, processing, features,
+                                            start)
+        result = job.objective.report(job, evaluator, features)
     name = bench.name if bench else data_name(data, split or run_split)
     result.update({
         "name": name,
@@ -205,8 +208,8 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
         result["source"] = splits.sources.get("validation")
     if bench and data:
         result["local_copy"] = data
-    if splits.notes or t.notes:
-        result["notes"] = [*t.notes, *splits.notes]
+    if splits.notes or job.notes:
+        result["notes"] = [*job.notes, *splits.notes]
     _save(result, ref, output)
     return result
 
@@ -246,11 +249,11 @@ def _only_split(splits: Any, which: str) -> Any:
 def _save(result: dict[str, Any], ref: ModelRef, output: Optional[str]) -> None:
     """JSON (+ confusion PNG) to --output or <run>/eval/<name>.json; a run also gets metrics.json
     and its model card updated."""
-    path = Path(output) if output else (ref.run_dir / "eval" / f"{result['name']}.json" if ref.run_dir else None)
+    path = Path(output) if output else (rundir.eval_file(ref.run_dir, result["name"]) if ref.run_dir else None)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if "confusion_matrix" in result:
-            png = path.with_suffix(".confusion.png")
+            png = path.with_suffix(rundir.CONFUSION_SUFFIX)
             from .plots import plot_confusion_matrix
 
             plot_confusion_matrix(result["confusion_matrix"], result["labels"], png, title=result["name"])
@@ -269,4 +272,4 @@ def record_in_run(ref: ModelRef, result: dict[str, Any]) -> None:
     entry = {k: result[k] for k in ("metrics", "benchmark", "data", "config", "split", "rows", "task") if result.get(k) is not None}
     entry["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rundir.record_eval(ref.run_dir, result["name"], entry)
-    write_model_card(ref.run_dir, ref.run_cfg, ref.summary or {})
+    write_model_card(ref.run_dir, ref.run_cfg, ref.summary or rundir.RunSummary())

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 from .errors import ConfigError
 from .evaluation import record_in_run, resolve_model_ref, task_of
 from .modeling import quiet_libraries
-from .rundir import adapter_base, adapter_dir, has_full_weights
+from .rundir import adapter_base, adapter_dir, eval_file, has_full_weights, run_task
 from .tasks import get_task
 
 
@@ -24,8 +24,9 @@ def run_harness(model: str, tasks: str, include_path: Optional[str] = None, batc
     except ImportError:
         raise ConfigError("--harness needs lm-evaluation-harness: pip install 'hf-tuner[harness]' (or pip install lm-eval)") from None
     ref = resolve_model_ref(model)
-    task_name = task_of(ref, task or ("causal-lm" if ref.run_cfg is None else None), None)
-    if not get_task(task_name).harness:
+    # a plain model folder or Hub id with no task said is taken as lm-eval takes it: a causal LM
+    task_name = task_of(ref, task, None) if task or ref.run_cfg is not None or run_task(Path(ref.path)) else None
+    if task_name is not None and not get_task(task_name).objective.harness:
         raise ConfigError(f"--harness evaluates causal language models; this is a {task_name} model")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if not names:
@@ -50,7 +51,7 @@ def run_harness(model: str, tasks: str, include_path: Optional[str] = None, batc
                           limit=max_samples, task_manager=manager, device=_device(), log_samples=False)
     if raw is None:
         raise ConfigError("lm-eval returned no results")
-    results: dict[str, Any] = {"model": ref.path, "task": "causal-lm", "harness": {}, "runtime_s": round(time.time() - started, 2)}
+    results: dict[str, Any] = {"model": ref.path, "task": task_name, "harness": {}, "runtime_s": round(time.time() - started, 2)}
     for name, values in raw["results"].items():
         metrics = {}
         for key, value in values.items():
@@ -59,7 +60,7 @@ def run_harness(model: str, tasks: str, include_path: Optional[str] = None, batc
             metrics[key.split(",")[0]] = round(float(value), 6)
         n = raw.get("n-samples", {}).get(name, {}).get("effective")
         results["harness"][name] = {"metrics": metrics, "rows": n}
-    path = Path(output) if output else (ref.run_dir / "eval" / f"harness-{'+'.join(names)}.json" if ref.run_dir else None)
+    path = Path(output) if output else (eval_file(ref.run_dir, f"harness-{'+'.join(names)}") if ref.run_dir else None)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
@@ -67,7 +68,7 @@ def run_harness(model: str, tasks: str, include_path: Optional[str] = None, batc
     if ref.run_dir is not None:
         for name, entry in results["harness"].items():
             record_in_run(ref, {"name": f"lm-eval-{name}", "metrics": entry["metrics"], "benchmark": f"lm-eval:{name}",
-                                "data": f"lm-eval:{name}", "rows": entry["rows"], "task": "causal-lm"})
+                                "data": f"lm-eval:{name}", "rows": entry["rows"], "task": task_name})
     return results
 
 

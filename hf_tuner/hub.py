@@ -53,7 +53,9 @@ def push(run_dir: str | Path, repo_id: Optional[str] = None, private: Optional[b
     """Upload a finished run to the Hub; returns the repo URL. Options left as None come from the
     run's `hub:` recipe section. `upload` is "merged" (the full model) or "adapter" (LoRA adapter +
     tokenizer + card); `merge_lora` re-merges base + adapter and checks the merged outputs first."""
-    run = rundir.load_run(run_dir)
+    from .recipes import load_run
+
+    run = load_run(run_dir)
     path, cfg, summary = run.path, run.cfg, run.summary
     repo_id = repo_id or cfg.hub.repo_id
     if not repo_id:
@@ -95,7 +97,7 @@ def push_after_training(run_dir: str | Path, cfg: RunConfig, on_status: Callable
         raise HubError(f"training finished and {run_dir} is saved, but the push failed: {exc}") from None
 
 
-def stage_run(run_dir: Path, cfg: RunConfig, summary: dict[str, Any], staging: Path, upload: str,
+def stage_run(run_dir: Path, cfg: RunConfig, summary: rundir.RunSummary, staging: Path, upload: str,
               merge_lora: bool, repo_id: str, on_status: Callable[[str], None] = print) -> None:
     """Put what the repo should hold into `staging`: the model (merged or adapter), its tokenizer or
     processor, config.yaml / metrics.json / loss plot, and a model card written for `repo_id`."""
@@ -144,15 +146,15 @@ def merge_and_verify(run_dir: Path, cfg: RunConfig, dest: Path, on_status: Calla
 
     from .tasks import get_task
 
-    task = get_task(cfg.task)(cfg)
+    family = get_task(cfg.task).family
     on_status("Merging the LoRA adapter into the base model ...")
-    adapted = task.load_trained(run_dir, adapter=True)
-    inputs = task.probe_inputs(adapted)
+    adapted = family.load_trained(run_dir, adapter=True)
+    inputs = family.probe_inputs(adapted)
     with torch.no_grad():
         expected = _logits(adapted.model, inputs)
     merged = adapted.model.merge_and_unload()
     merged.save_pretrained(dest)
-    reloaded = task.auto_class().from_pretrained(dest).eval()
+    reloaded = family.auto_class().from_pretrained(dest).eval()
     with torch.no_grad():
         got = _logits(reloaded, inputs)
     diff = float((expected - got).abs().max())

@@ -160,7 +160,7 @@ class Launch:
         return None
 
 
-def plan_launch(recipe_launch: Any = None, *, profile: Optional[str] = None, num_processes: Optional[int] = None,
+def resolve_launch(recipe_launch: Any = None, *, profile: Optional[str] = None, num_processes: Optional[int] = None,
                 num_machines: int = 1, machine_rank: int = 0, main_process_ip: Optional[str] = None,
                 main_process_port: Optional[int] = None) -> Launch:
     """The Launch from the recipe's `launch:` section and the command-line flags (the flags win)."""
@@ -186,13 +186,13 @@ def plan_launch(recipe_launch: Any = None, *, profile: Optional[str] = None, num
     return Launch(resolve_profile(profile), processes, num_machines, machine_rank, main_process_ip, main_process_port)
 
 
-def launch(plan: Launch, argv: list[str]) -> int:
-    """Run the command as `plan` says and return the launcher's exit code."""
-    problem = plan.problem()
+def launch(setup: Launch, argv: list[str]) -> int:
+    """Run the command as `setup` says and return the launcher's exit code."""
+    problem = setup.problem()
     if problem:
         raise ConfigError(problem)
     env = dict(os.environ)
     # accelerate sets OMP_NUM_THREADS=1 when it is unset, which starves the CPU: share this machine's cores
-    local = max(1, plan.num_processes // plan.num_machines)
+    local = max(1, setup.num_processes // setup.num_machines)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // local)))
-    return subprocess.call(plan.command(argv), env=env)
+    return subprocess.call(setup.command(argv), env=env)

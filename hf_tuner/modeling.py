@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 
 from .config import LoraConfig, ModelConfig, RunConfig
 from .errors import ConfigError, HfTunerError, did_you_mean, listing
-from .packaged import is_packaged, resolve_model
+from .packaged import is_packaged, resolve_model, run_folder_hint
 
 # LoRA target modules per model_type (peft 0.21 / transformers 5 module names).
 LORA_TARGETS: dict[str, list[str]] = {
@@ -44,8 +44,6 @@ def model_source(cfg: ModelConfig) -> str:
     name = resolve_model(cfg.name_or_path) if is_packaged(cfg.name_or_path) else cfg.name_or_path
     assert name is not None
     path = Path(name).expanduser()
-    from .recipes import run_folder_hint
-
     # runs/NAME of a bundled recipe is a run folder, not a Hub id (an "org/name" would look the same)
     looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1 or bool(run_folder_hint(name))
     if looks_local:
@@ -194,7 +192,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_freque
 
     `byte-level-bpe` (GPT-2 / BART style, no unknown tokens) or `wordpiece` (BERT style).
     `model_kind` picks the special tokens: "causal" (GPT-2: one <|endoftext|> used as bos/eos/pad),
-    "seq2seq" (BART: <s> <pad> </s> <unk> <mask>) or "encoder" (BERT: [PAD] [UNK] [CLS] [SEP] [MASK]).
+    "encoder-decoder" (BART: <s> <pad> </s> <unk> <mask>) or "encoder" (BERT: [PAD] [UNK] [CLS] [SEP] [MASK]).
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -219,7 +217,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_freque
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    if model_kind == "seq2seq":
+    if model_kind == "encoder-decoder":
         specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     else:
         specials = ["<|endoftext|>"]
@@ -228,7 +226,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_freque
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    if model_kind == "seq2seq":
+    if model_kind == "encoder-decoder":
         tok.post_processor = processors.TemplateProcessing(
             single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
             special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
@@ -288,7 +286,7 @@ def is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
 
 
-def load_processing(auto_name: str, path: str | Path) -> Any:
+def load_saved_processor(auto_name: str, path: str | Path) -> Any:
     """A trained model's tokenizer or processor (`auto_name`: AutoTokenizer, AutoImageProcessor...)."""
     import transformers
 

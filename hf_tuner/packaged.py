@@ -204,3 +204,22 @@ def resolve_dataset(name: str) -> str:
     final = dest / built.relative_to(staging)
     marker.write_text(str(final), encoding="utf-8")
     return str(final)
+
+
+# ------------------------------------------------------------------------------------------ recipes
+
+
+def recipes_dir() -> Path:
+    """The folder of bundled recipes: inside the wheel, or `recipes/` of a source checkout."""
+    packaged = Path(__file__).parent / "_recipes"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
+
+
+def run_folder_hint(path: str) -> str:
+    """' (a run folder: train it first with `hf-tuner train NAME`)' when a missing path is named
+    after a bundled recipe (e.g. runs/quickstart), else ''."""
+    parts = Path(path).parts
+    name = parts[-1] if len(parts) >= 2 and parts[-2] == "runs" else ""  # a recipe's default output folder
+    if name and (recipes_dir() / f"{name}.yaml").is_file():
+        return f" (a run folder: train it first with `hf-tuner train {name}`)"
+    return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .modeling import quiet_libraries
-from .rundir import load_run
+from .recipes import load_run
 from .tasks import get_task
 
 
@@ -13,6 +13,6 @@ def predict(run_dir: str, inputs: list[str], **options: Any) -> list[tuple[dict[
     classifiers and {"input", "output"} for generators; the run's config says which task it is."""
     run = load_run(run_dir)
     quiet_libraries()
-    task = get_task(run.cfg.task)(run.cfg)
-    loaded = task.load_trained(run.path)
-    return [(r, task.format_result(r)) for r in task.predict(loaded, inputs, **options)]
+    job = get_task(run.cfg.task).bind(run.cfg)
+    loaded = job.family.load_trained(run.path)
+    return [(r, job.objective.format_result(r)) for r in job.objective.predict(job, loaded, inputs, **options)]

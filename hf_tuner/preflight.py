@@ -3,7 +3,7 @@ without materialising any weights (the model is built on the meta device):
 
 - parameters, total and trainable (LoRA included), counted on the meta model;
 - token lengths of the sample (percentiles) and the share of rows the task's limit cuts or drops,
-  from the task's own tokenizer and special tokens (`Task.token_lengths`);
+  from the task's own tokenizer and special tokens (its data part's `token_lengths`);
 - steps per epoch for the launch (processes x per-device batch x accumulation);
 - peak memory per device, as the sum of the terms in `MEMORY_FORMULA`, and whether it fits.
 
@@ -34,32 +34,6 @@ peak per device = runtime + weights + gradients + optimizer + activations (+ log
                  GPU: 1 GiB for the CUDA context and kernels (assumed, not measured here)
   seq          = the longest sample row within the task's limit (batches are padded to their longest row)
   batch        = per_device_train_batch_size x sequences per example (2 for preference pairs)"""
-
-
-@dataclass
-class Lengths:
-    """Token lengths of one field of the sample rows, and what the task does to rows over `limit`."""
-
-    name: str
-    values: list[int]
-    limit: Optional[int]
-    beyond: str = "cut"  # "cut" (truncated to the limit) or "dropped"
-
-    def over(self) -> float:
-        """Share of rows longer than the limit."""
-        if not self.values or self.limit is None:
-            return 0.0
-        return sum(v > self.limit for v in self.values) / len(self.values)
-
-    def percentiles(self) -> dict[str, int]:
-        import numpy as np
-
-        arr = np.asarray(self.values)
-        return {f"p{q}": int(np.percentile(arr, q, method="higher")) for q in (50, 90, 95, 99)} | {"max": int(arr.max())}
-
-    def longest_kept(self) -> int:
-        longest = max(self.values) if self.values else 0
-        return min(longest, self.limit) if self.limit else longest
 
 
 @dataclass
@@ -165,30 +139,30 @@ def preflight(cfg: RunConfig, launch: Any, sample_rows: int = 2000) -> dict[str,
     from pathlib import Path
 
     from .modeling import has_accelerator, meta_models
-    from .run import plan, training_arguments
+    from .run import prepare, training_arguments
 
     with meta_models():  # what `train` builds, with every parameter on the meta device
-        p = plan(cfg)
-    task, model, trainable, total = p.task, p.model, p.trainable, p.total
-    task.trainer_class()  # the training process holds these libraries too: count them in the runtime
+        p = prepare(cfg)
+    job, model, trainable, total = p.job, p.model, p.trainable, p.total
+    job.objective.trainer_class()  # the training process holds these libraries too: count them in the runtime
     on_gpu = has_accelerator()
     runtime = 1024 * MIB if on_gpu else rss_bytes()
 
     train = p.splits.train
     sample = train.shuffle(seed=cfg.training.seed).select(range(min(sample_rows, len(train))))
-    lengths = task.token_lengths(sample, p.processing)
+    lengths = job.data.token_lengths(job, sample, p.processing)
 
     t = cfg.training
     processes = launch.num_processes
     with tempfile.TemporaryDirectory() as tmp:  # the arguments as training would build them (precision, optimizer, checkpointing)
-        args = training_arguments(cfg, task, Path(tmp))
+        args = training_arguments(cfg, job, Path(tmp))
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     optimizer = str(getattr(args.optim, "value", args.optim))
-    seq = task.memory_sequence(model.config, lengths)
-    batch = t.per_device_train_batch_size * task.sequences_per_example
+    seq = job.data.memory_sequence(job, model.config, lengths)
+    batch = t.per_device_train_batch_size * job.data.sequences_per_example
     mem = estimate_memory(model, seq, batch, precision, processes, launch.profile.shards,
-                          bool(args.gradient_checkpointing), optimizer, task.frozen_copies(), runtime)
-    rows = task.training_rows(len(train), lengths)
+                          bool(args.gradient_checkpointing), optimizer, job.objective.frozen_copies(job), runtime)
+    rows = job.data.training_rows(job, len(train), lengths)
     out: dict[str, Any] = {
         "task": cfg.task,
         "model": cfg.model.name_or_path or f"{cfg.model.from_scratch.model_type} from scratch",

@@ -10,13 +10,9 @@ from typing import Any
 import yaml
 
 from .config import RunConfig
-from .errors import ConfigError, did_you_mean
-
-
-def recipes_dir() -> Path:
-    """The folder of bundled recipes: inside the wheel, or `recipes/` of a source checkout."""
-    packaged = Path(__file__).parent / "_recipes"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
+from .rundir import RunFolder
+from .errors import ConfigError, HfTunerError, did_you_mean
+from .packaged import recipes_dir, run_folder_hint
 
 
 @dataclass(frozen=True)
@@ -153,11 +149,17 @@ def task_keys(task: str) -> list[str]:
     return lines
 
 
-def run_folder_hint(path: str) -> str:
-    """' (a run folder: train it first with `hf-tuner train NAME`)' when a missing path is named
-    after a bundled recipe (e.g. runs/quickstart), else ''."""
-    parts = Path(path).parts
-    name = parts[-1] if len(parts) >= 2 and parts[-2] == "runs" else ""  # a recipe's default output folder
-    if name and (recipes_dir() / f"{name}.yaml").is_file():
-        return f" (a run folder: train it first with `hf-tuner train {name}`)"
-    return ""
+def load_run(run_dir: str | Path) -> RunFolder:
+    """A finished run folder -> its path, resolved config and summary; clear errors otherwise."""
+    from .config import read_yaml
+    from .rundir import CONFIG, read_summary
+
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"run folder not found: {path}")
+    summary = read_summary(path)
+    if not (path / CONFIG).is_file() or summary is None:
+        raise ConfigError(f"{path} is not an hf-tuner run folder (no config.yaml / summary.json)")
+    if summary.status != "completed":
+        raise HfTunerError(f"the run in {path} did not finish (status: {summary.status})", 2)
+    return RunFolder(path, build_config(read_yaml(path / CONFIG), source=str(path / CONFIG)), summary)

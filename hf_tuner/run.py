@@ -19,11 +19,12 @@ from .secrets import command_line
 
 
 @dataclass
-class Plan:
-    """What `validate` reports and `train` runs: everything built, nothing trained."""
+class Prepared:
+    """What `validate` reports and `train` runs: the task bound to the recipe, data, tokenizer or
+    processor and model, all built; nothing trained."""
 
     cfg: RunConfig
-    task: Any
+    job: Any  # tasks.base.Job
     splits: Any
     processing: Any
     model: Any
@@ -31,7 +32,7 @@ class Plan:
     total: int
 
 
-def plan(cfg: RunConfig) -> Plan:
+def prepare(cfg: RunConfig) -> Prepared:
     """Load data and model as the recipe says and check them, without training."""
     from transformers import set_seed
 
@@ -41,26 +42,27 @@ def plan(cfg: RunConfig) -> Plan:
     quiet_libraries()
     choose_precision(cfg)  # fail on impossible precision settings before loading anything
     set_seed(cfg.training.seed)
-    task = get_task(cfg.task)(cfg)
-    splits = task.load_data()
-    processing = task.load_processing(splits)
-    model = task.load_model(splits, processing)
+    job = get_task(cfg.task).bind(cfg)
+    splits = job.data.load(job)
+    processing = job.family.build_processing(job, splits)
+    model = job.family.load_model(job, splits, processing)
+    job.objective.prepare(job, splits)
     trainable, total = count_parameters(model)
-    return Plan(cfg, task, splits, processing, model, trainable, total)
+    return Prepared(cfg, job, splits, processing, model, trainable, total)
 
 
-def learning_rate(cfg: RunConfig, task: Any) -> tuple[float, str]:
+def learning_rate(cfg: RunConfig, job: Any) -> tuple[float, str]:
     """The learning rate a run uses and where it comes from (the recipe, or the method's default)."""
     if cfg.training.learning_rate is not None:
         return cfg.training.learning_rate, "set by the recipe"
-    return task.default_learning_rate(), f"the {cfg.method.name} default; set training.learning_rate to change it"
+    return job.default_learning_rate(), f"the {cfg.method.name} default; set training.learning_rate to change it"
 
 
-def describe(p: Plan) -> dict[str, Any]:
-    """The facts `validate` prints and `summary.json` keeps about a plan."""
+def describe(p: Prepared) -> dict[str, Any]:
+    """The facts `validate` prints and `summary.json` keeps about a prepared run."""
     cfg = p.cfg
     model_name = cfg.model.name_or_path or f"{cfg.model.from_scratch.model_type} from scratch"
-    rate, source = learning_rate(cfg, p.task)
+    rate, source = learning_rate(cfg, p.job)
     out = {
         "task": cfg.task,
         "model": model_name,
@@ -74,9 +76,9 @@ def describe(p: Plan) -> dict[str, Any]:
     if cfg.method.name == "lora":
         peft_cfg = next(iter(p.model.peft_config.values()))
         out["lora_target_modules"] = sorted(peft_cfg.target_modules) if isinstance(peft_cfg.target_modules, (set, list)) else peft_cfg.target_modules
-    out.update(p.task.facts())
-    notes = [*p.task.notes, *p.splits.notes]
-    default = p.task.default_learning_rate()
+    out.update(p.job.facts())
+    notes = [*p.job.notes, *p.splits.notes]
+    default = p.job.default_learning_rate()
     if cfg.method.name == "lora" and cfg.training.learning_rate is not None and rate < default / 5:
         notes.append(f"learning rate {rate:g} is low for LoRA, which rarely learns below ~{default / 5:g} "
                      f"(its default is {default:g}): drop training.learning_rate or raise it")
@@ -89,20 +91,22 @@ def default_output_dir(cfg: RunConfig, recipe_name: str) -> Path:
     return Path(cfg.output_dir or Path("runs") / recipe_name)
 
 
-def training_arguments(cfg: RunConfig, task: Any, out: Path) -> Any:
+def training_arguments(cfg: RunConfig, job: Any, out: Path) -> Any:
     """The task's arguments class from the recipe's `training:` section: hf-tuner's defaults, then
-    the task's (`Task.training_defaults`), then what the recipe set; precision from the hardware."""
+    the task's (`Job.training_defaults`), then what the recipe set; precision from the hardware."""
     from .modeling import choose_precision, has_accelerator
 
-    values = {**cfg.training.model_dump(exclude_none=True), **task.training_defaults(), **cfg.training.set_by_recipe()}
+    values = {**cfg.training.model_dump(exclude_none=True), **job.training_defaults(), **cfg.training.set_by_recipe()}
     values.update(choose_precision(cfg))
     if not has_accelerator():
         values["use_cpu"] = True  # without it, processes under `accelerate launch` on CPU don't join up
-    values["learning_rate"] = learning_rate(cfg, task)[0]
+    values["learning_rate"] = learning_rate(cfg, job)[0]
     if values.get("metric_for_best_model") is None and values.get("load_best_model_at_end"):
-        values["metric_for_best_model"] = task.primary_metric
-        values["greater_is_better"] = task.greater_is_better
-    cls = task.training_arguments_class()
+        values["metric_for_best_model"] = job.objective.metric(job)
+        values["greater_is_better"] = job.objective.greater_is_better
+    from .arguments import import_object
+
+    cls = import_object(job.objective.arguments)
     try:
         return cls(output_dir=str(out / rundir.CHECKPOINTS), **values)
     except (TypeError, ValueError) as exc:
@@ -110,7 +114,7 @@ def training_arguments(cfg: RunConfig, task: Any, out: Path) -> Any:
 
 
 def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, overwrite: bool = False,
-          argv: Optional[list[str]] = None, on_status=print, resume: bool = False) -> dict[str, Any]:
+          argv: Optional[list[str]] = None, on_status=print, resume: bool = False) -> rundir.RunSummary:
     """Train as the recipe says; return the run's summary (also written to summary.json).
 
     Under `accelerate launch` every process runs this; only the main process writes files (and holds
@@ -124,42 +128,38 @@ def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, ov
     out = Path(output_dir) if output_dir else default_output_dir(cfg, recipe_name)
     command = command_line(argv if argv is not None else sys.argv[1:])
     with (rundir.RunLock(out) if main else contextlib.nullcontext()), Interrupts() as interrupts:
-        staging = rundir.prepare(out, overwrite, resume, fingerprint(cfg)) if main else rundir.staging_dir(out)
+        staging = rundir.prepare(out, overwrite, resume, recipe_fingerprint(cfg)) if main else rundir.staging_dir(out)
         process_state(cfg).wait_for_everyone()
         checkpoint = rundir.latest_checkpoint(staging) if resume else None
         started = time.time()
-        summary: dict[str, Any] = {
-            "status": "running",
-            "recipe": recipe_name,
-            "command": command,
-            "started_at": _now(),
-            "output_dir": str(out.resolve()),
-            "fingerprint": fingerprint(cfg),
-        }
-        if checkpoint is not None:
-            earlier = rundir.read_summary(staging) or {}
-            summary = {**earlier, **{k: summary[k] for k in ("status", "command", "output_dir")}}
-            summary.pop("error", None)
-            summary["resumed"] = [*earlier.get("resumed", []), {"from": checkpoint.name, "at": _now()}]
-        write = rundir.write_json if main else (lambda path, data: None)
-        write(staging / rundir.SUMMARY, summary)
+        summary = rundir.RunSummary(status="running", recipe=recipe_name, command=command, started_at=_now(),
+                                    output_dir=str(out.resolve()), fingerprint=recipe_fingerprint(cfg))
+        if checkpoint is not None:  # the interrupted run's summary (its before-training metrics too) goes on
+            summary = (rundir.read_summary(staging) or summary).set(status="running", command=command,
+                                                                    output_dir=str(out.resolve()), error=None)
+            summary.resumed = [*summary.resumed, {"from": checkpoint.name, "at": _now()}]
+
+        def write() -> None:
+            if main:
+                rundir.write_summary(staging, summary)
+
+        write()
         if main:
             save_config(cfg, staging / rundir.CONFIG)
         try:
-            summary.update(_train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write,
-                                       interrupts, checkpoint))
+            _train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write, interrupts, checkpoint)
         except BaseException as exc:
-            if summary["status"] == "running" and checkpoint is None and main:  # nothing trained yet: nothing to keep
+            if summary.status == "running" and checkpoint is None and main:  # nothing trained yet: nothing to keep
                 rundir.discard(staging)
                 raise
             interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
-            summary.update(status="interrupted" if interrupted else "failed", finished_at=_now(),
-                           error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            write(staging / rundir.SUMMARY, summary)
+            summary.set(status="interrupted" if interrupted else "failed", finished_at=_now(),
+                        error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            write()
             raise
-        summary.update(status="completed", finished_at=_now(), wall_time_s=round(time.time() - started, 1))
+        summary.set(status="completed", finished_at=_now(), wall_time_s=round(time.time() - started, 1))
         if main:
-            write(staging / rundir.SUMMARY, summary)
+            write()
             rundir.replace(staging, out)
         process_state(cfg).wait_for_everyone()
     return summary
@@ -177,9 +177,9 @@ def resume_config(cfg: RunConfig, checkpoint: Path) -> RunConfig:
     return cfg.model_copy(update={"model": model})
 
 
-def fingerprint(cfg: RunConfig) -> dict[str, str]:
+def recipe_fingerprint(cfg: RunConfig) -> dict[str, str]:
     """Hashes of the recipe parts a checkpoint depends on: resuming is refused when one changed."""
-    from .data import fingerprint as digest
+    from .data import digest
 
     data = cfg.to_dict()
     return {key: digest(data.get(key)) for key in ("task", "model", "method", "data")}
@@ -254,55 +254,55 @@ def process_state(cfg: RunConfig) -> Any:
     return PartialState(cpu=cfg.training.use_cpu or not has_accelerator())
 
 
-def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_status, main: bool, write,
-                interrupts: "Interrupts", checkpoint: Optional[Path] = None) -> dict[str, Any]:
+def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_status, main: bool, write,
+                interrupts: "Interrupts", checkpoint: Optional[Path] = None) -> None:
     from .card import write_model_card
     from .plots import plot_loss
 
     on_status(f"Preparing {cfg.task} ({cfg.method.name}) ...")
-    p = plan(resume_config(cfg, checkpoint) if checkpoint else cfg)
-    summary.update(describe(p))
-    write(staging / rundir.SUMMARY, summary)
-    task = p.task
+    p = prepare(resume_config(cfg, checkpoint) if checkpoint else cfg)
+    summary.set(**describe(p))
+    write()
+    job = p.job
     with process_state(cfg).main_process_first():  # the main process tokenises and caches; the others read the cache
-        features = task.preprocess(p.splits, p.processing)
-    args = training_arguments(cfg, task, staging)
-    trainer = task.build_trainer(args, p.model, p.processing, features.train, features.validation)
+        features = job.data.preprocess(job, p.splits, p.processing)
+    args = training_arguments(cfg, job, staging)
+    trainer = job.objective.build_trainer(job, args, p.model, p.processing, features)
     trainer.add_callback(interrupts.callback())
-    results: dict[str, Any] = {
-        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-        "device": str(args.device),
-        "processes": trainer.accelerator.num_processes,
-        "distributed": trainer.accelerator.distributed_type.value,  # NO, MULTI_CPU (DDP on CPU), MULTI_GPU, FSDP, DEEPSPEED
-        "learning_rate": args.learning_rate,
-        "train_sampling_strategy": getattr(args, "train_sampling_strategy", None),
-        "tokenised_from_cache": task.cache_hits,
-    }
+    summary.set(
+        precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        device=str(args.device),
+        processes=trainer.accelerator.num_processes,
+        distributed=trainer.accelerator.distributed_type.value,  # NO, MULTI_CPU (DDP on CPU), MULTI_GPU, FSDP, DEEPSPEED
+        learning_rate=args.learning_rate,
+        train_sampling_strategy=getattr(args, "train_sampling_strategy", None),
+        tokenised_from_cache=job.cache_hits,
+    )
     if cfg.eval.before_training and checkpoint is None:
         on_status("Evaluating the model before training ...")
-        results["metrics_before"] = task.evaluate(trainer, features, "validation", phase="before")
+        summary.metrics_before = job.objective.evaluate(job, trainer, features, "validation", phase="before")
         # Trainer.evaluate prepares the model "for evaluation" and accelerate marks it prepared, so
         # train() would then skip wrapping it in DDP: every process would train its own copy
         # (tested: the processes' weights differ after a 2-process run). Let train() wrap it.
         if trainer.model is trainer.model_wrapped and getattr(trainer.model, "_is_accelerate_prepared", False):
             trainer.model._is_accelerate_prepared = False
-        if main:
-            task.write_artifacts(staging, [])  # e.g. the samples before training, kept if the run is resumed
+        if main:  # kept in staging, so a resumed run still has them
+            job.objective.write_artifacts(job, staging, [])  # e.g. the samples before training
     on_status(f"Training on {len(features.train)} rows ..." if checkpoint is None else
               f"Resuming from {checkpoint.name} ...")
-    summary["status"] = "training"
-    write(staging / rundir.SUMMARY, summary)
+    summary.status = "training"
+    write()
     interrupts.training = True
     train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     interrupts.training = False
     if interrupts.signal is not None:
         saved = rundir.latest_checkpoint(staging)
         where = f"checkpoint {saved.name} saved in {saved.parent}" if saved else "no checkpoint could be saved"
-        resume = summary["command"] + ("" if "--resume" in summary["command"] else " --resume")
+        resume = summary.command + ("" if "--resume" in summary.command else " --resume")
         raise Interrupted(f"interrupted by {interrupts.name} at step {trainer.state.global_step}: {where}; "
                           f"continue with: {resume}", 128 + interrupts.signal)
     train_metrics = train_output.metrics
-    results["train"] = {
+    summary.train = {
         "runtime_s": round(train_metrics.get("train_runtime", 0.0), 2),
         "samples_per_second": train_metrics.get("train_samples_per_second"),
         "steps_per_second": train_metrics.get("train_steps_per_second"),
@@ -311,33 +311,31 @@ def _train_into(cfg: RunConfig, staging: Path, summary: dict[str, Any], on_statu
         "epochs": trainer.state.epoch,
     }
     on_status("Evaluating the trained model ...")
-    results["metrics"] = task.evaluate(trainer, features, "validation")
+    summary.metrics = job.objective.evaluate(job, trainer, features, "validation")
     if features.test is not None:
-        results["test_metrics"] = task.evaluate(trainer, features, "test")
-    if "metrics_before" in results:
-        key = task.primary_metric
-        before, after = results["metrics_before"].get(key), results["metrics"].get(key)
+        summary.test_metrics = job.objective.evaluate(job, trainer, features, "test")
+    if summary.metrics_before is not None:
+        key = job.objective.metric(job)
+        before, after = summary.metrics_before.get(key), summary.metrics.get(key)
         if before is not None and after is not None:
-            results["improvement"] = {"metric": key, "before": before, "after": after, "change": after - before}
-    results["versions"] = rundir.versions()
+            summary.improvement = {"metric": key, "before": before, "after": after, "change": after - before}
+    summary.versions = rundir.versions()
     trainer.accelerator.wait_for_everyone()
     if not main:
-        return results
+        return
     on_status("Saving the model ...")
     rundir.discard(staging / rundir.CHECKPOINTS)  # the final model supersedes them
     model = trainer.accelerator.unwrap_model(trainer.model)
     saved = rundir.save_model(model, p.processing, staging, cfg.method.save_merged)
-    results["saved"] = {k: os.path.relpath(v, staging) for k, v in saved.items()}
-    metrics_file = {"validation": results["metrics"], "before_training": results.get("metrics_before"),
-                    "test": results.get("test_metrics")}
-    write(staging / rundir.METRICS, {k: v for k, v in metrics_file.items() if v is not None})
+    summary.saved = {k: os.path.relpath(v, staging) for k, v in saved.items()}
+    metrics_file = {"validation": summary.metrics, "before_training": summary.metrics_before, "test": summary.test_metrics}
+    rundir.write_json(staging / rundir.METRICS, {k: v for k, v in metrics_file.items() if v is not None})
     plot_loss(trainer.state.log_history, staging / rundir.LOSS_PLOT)
-    write(staging / rundir.LOG_HISTORY, trainer.state.log_history)
-    extra = task.write_artifacts(staging, trainer.state.log_history)
+    rundir.write_json(staging / rundir.LOG_HISTORY, trainer.state.log_history)
+    extra = job.objective.write_artifacts(job, staging, trainer.state.log_history)
     if extra:
-        results["artifacts"] = extra
-    write_model_card(staging, cfg, {**summary, **results})
-    return results
+        summary.artifacts = extra
+    write_model_card(staging, cfg, summary)
 
 
 def _now() -> str:

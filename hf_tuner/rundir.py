@@ -15,13 +15,19 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict
 
 from .config import RunConfig
 from .errors import ConfigError, HfTunerError
 
 CONFIG = "config.yaml"
 SUMMARY = "summary.json"
+EVAL_DIR = "eval"  # `hf-tuner eval` results: eval/NAME.json (+ NAME.confusion.png)
+CONFUSION_SUFFIX = ".confusion.png"
+SAMPLES = {"before": "samples_before.jsonl", "after": "samples_after.jsonl"}  # grpo / rloo completions
+REWARD_PLOT = "reward.png"
 METRICS = "metrics.json"
 LOG_HISTORY = "log_history.json"
 LOSS_PLOT = "loss.png"
@@ -55,8 +61,76 @@ def read_json(path: Path) -> Optional[Any]:
         return None
 
 
-def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
-    return read_json(Path(run_dir) / SUMMARY)
+class RunSummary(BaseModel):
+    """`summary.json`: what a run is and did. Written by `run.train` alone (`write_summary`), read
+    through this model by the CLI, the model card, `eval`, `push` and resuming. Only the fields a
+    run set are written."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    status: str = "running"  # running, training, completed, failed, interrupted
+    recipe: Optional[str] = None
+    command: str = ""
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    wall_time_s: Optional[float] = None
+    output_dir: Optional[str] = None
+    fingerprint: dict[str, str] = {}  # recipe part -> hash; resuming is refused when one changed
+    resumed: list[dict[str, str]] = []
+    error: Optional[str] = None
+    # what was built (`run.describe`)
+    task: Optional[str] = None
+    model: Optional[str] = None
+    method: Optional[str] = None
+    learning_rate: Union[float, str, None] = None  # "rate (why)" until training starts, then the rate used
+    trainable_params: Optional[int] = None
+    total_params: Optional[int] = None
+    rows: dict[str, int] = {}
+    data: dict[str, str] = {}
+    lora_target_modules: Union[list[str], str, None] = None
+    labels: Optional[list[str]] = None
+    notes: list[str] = []
+    # how it trained and what it measured
+    precision: Optional[str] = None
+    device: Optional[str] = None
+    processes: Optional[int] = None
+    distributed: Optional[str] = None
+    train_sampling_strategy: Optional[str] = None
+    tokenised_from_cache: Optional[dict[str, bool]] = None
+    metrics_before: Optional[dict[str, Any]] = None
+    train: Optional[dict[str, Any]] = None
+    metrics: Optional[dict[str, Any]] = None
+    test_metrics: Optional[dict[str, Any]] = None
+    improvement: Optional[dict[str, Any]] = None
+    versions: dict[str, str] = {}
+    saved: dict[str, str] = {}
+    artifacts: list[str] = []
+
+    def set(self, **values: Any) -> "RunSummary":
+        for key, value in values.items():
+            setattr(self, key, value)
+        return self
+
+
+def write_summary(folder: Path, summary: RunSummary) -> None:
+    write_json(Path(folder) / SUMMARY, summary.model_dump(mode="json", exclude_unset=True))
+
+
+def read_summary(run_dir: Path) -> Optional[RunSummary]:
+    """The run's summary, or None when there is none (or it is unreadable). Keys this version does
+    not know are skipped."""
+    data = read_json(Path(run_dir) / SUMMARY)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return RunSummary.model_validate({k: v for k, v in data.items() if k in RunSummary.model_fields})
+    except ValueError:
+        return None
+
+
+def eval_file(run_dir: Path, name: str) -> Path:
+    """Where `hf-tuner eval` keeps one evaluation of a run."""
+    return Path(run_dir) / EVAL_DIR / f"{name}.json"
 
 
 def is_run_folder(path: Path) -> bool:
@@ -126,14 +200,14 @@ def staging_dir(out: Path) -> Path:
 
 def prepare(out: Path, overwrite: bool, resume: bool = False, fingerprint: Optional[dict[str, str]] = None) -> Path:
     """Check `out` may receive this run; return the staging folder it is built in: a new, empty one,
-    or with `resume` the interrupted run's (checked to be the same job: `fingerprint`)."""
+    or with `resume` the interrupted run's (checked to be the same job: the recipe `fingerprint`)."""
     if out.exists():
         if not out.is_dir():
             raise ConfigError(f"output dir {out} is a file")
         summary = read_summary(out)
         if summary is None and any(out.iterdir()):
             raise ConfigError(f"output dir {out} is not empty and holds no hf-tuner run: choose another --output-dir")
-        if summary is not None and summary.get("status") == "completed" and not overwrite:
+        if summary is not None and summary.status == "completed" and not overwrite:
             raise ConfigError(f"{out} already holds a finished run: pass --overwrite to replace it, or choose another --output-dir")
     staging = staging_dir(out)
     if resume:
@@ -157,7 +231,7 @@ def check_resumable(staging: Path, fingerprint: dict[str, str]) -> Path:
     if checkpoint is None:
         raise ConfigError(f"nothing to resume: {staging} holds no complete checkpoint (the run saves one per "
                           "training.save_strategy; train without --resume to start afresh)")
-    before = summary.get("fingerprint") or {}
+    before = summary.fingerprint
     changed = [k for k in fingerprint if before.get(k) != fingerprint[k]]
     if changed:
         raise ConfigError(f"cannot resume {staging}: the recipe's {' and '.join(changed)} changed since its checkpoint was "
@@ -328,24 +402,8 @@ def load_trained(auto_class: Any, path: str | Path, adapter: bool = False):
 
 @dataclass
 class RunFolder:
-    """A finished run: its folder, its resolved recipe and its summary."""
+    """A finished run: its folder, its resolved recipe and its summary (`recipes.load_run`)."""
 
     path: Path
     cfg: RunConfig
-    summary: dict[str, Any]
-
-
-def load_run(run_dir: str | Path) -> RunFolder:
-    """A finished run folder -> its path, resolved config and summary; clear errors otherwise."""
-    from .config import read_yaml
-    from .recipes import build_config
-
-    path = Path(run_dir).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"run folder not found: {path}")
-    summary = read_summary(path)
-    if not (path / CONFIG).is_file() or summary is None:
-        raise ConfigError(f"{path} is not an hf-tuner run folder (no config.yaml / summary.json)")
-    if summary.get("status") != "completed":
-        raise HfTunerError(f"the run in {path} did not finish (status: {summary.get('status')})", 2)
-    return RunFolder(path, build_config(read_yaml(path / CONFIG), source=str(path / CONFIG)), summary)
+    summary: RunSummary

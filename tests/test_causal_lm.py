@@ -80,13 +80,13 @@ def test_rows_with_nothing_to_learn_are_dropped(tokenizer):
 def test_a_tokenizer_without_pad_token_pads_with_eos(tokenizer):
     from transformers import PreTrainedTokenizerFast
 
-    from hf_tuner.tasks.causal_lm import ensure_pad_token
+    from hf_tuner.tasks.base import ensure_pad_token
 
     gpt2_like = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|endoftext|>")
     assert gpt2_like.pad_token is None
-    assert ensure_pad_token(gpt2_like).pad_token_id == gpt2_like.eos_token_id
+    assert ensure_pad_token(gpt2_like, add_eos=True).pad_token_id == gpt2_like.eos_token_id
     bare = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer)
-    assert ensure_pad_token(bare).pad_token == bare.eos_token == "<|endoftext|>"
+    assert ensure_pad_token(bare, add_eos=True).pad_token == bare.eos_token == "<|endoftext|>"
 
 
 # ------------------------------------------------------------------------------ unit: packing

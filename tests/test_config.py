@@ -145,9 +145,9 @@ def test_learning_rate_follows_the_method_unless_set():
 
     for method, expected in (("full", 5e-5), ("lora", 5e-4)):
         cfg = build_config({**MINIMAL, "method": {"name": method}})
-        assert learning_rate(cfg, get_task(cfg.task)(cfg)) == (expected, f"the {method} default; set training.learning_rate to change it")
+        assert learning_rate(cfg, get_task(cfg.task).bind(cfg)) == (expected, f"the {method} default; set training.learning_rate to change it")
     cfg = build_config({**MINIMAL, "method": {"name": "lora"}, "training": {"learning_rate": 2e-3}})
-    assert learning_rate(cfg, get_task(cfg.task)(cfg))[0] == 2e-3
+    assert learning_rate(cfg, get_task(cfg.task).bind(cfg))[0] == 2e-3
     # the quickstart recipe no longer pins the full fine-tuning rate, so method.name=lora gets LoRA's
     lora = load_config("quickstart", ["method.name=lora"])
     assert lora.training.learning_rate is None
@@ -158,9 +158,9 @@ def test_task_defaults_apply_unless_the_recipe_sets_them(tmp_path):
     from hf_tuner.tasks import get_task
 
     cfg = build_config(MINIMAL)
-    args = training_arguments(cfg, get_task(cfg.task)(cfg), tmp_path)
+    args = training_arguments(cfg, get_task(cfg.task).bind(cfg), tmp_path)
     assert args.train_sampling_strategy == "group_by_length" and args.learning_rate == 5e-5
     cfg = build_config({**MINIMAL, "training": {"train_sampling_strategy": "random"}})
-    assert training_arguments(cfg, get_task(cfg.task)(cfg), tmp_path).train_sampling_strategy == "random"
+    assert training_arguments(cfg, get_task(cfg.task).bind(cfg), tmp_path).train_sampling_strategy == "random"
     packed = build_config({**MINIMAL, "task": "causal-lm", "data": {"train": "t.csv", "packing": True}})
-    assert training_arguments(packed, get_task("causal-lm")(packed), tmp_path).train_sampling_strategy == "random"
+    assert training_arguments(packed, get_task("causal-lm").bind(packed), tmp_path).train_sampling_strategy == "random"

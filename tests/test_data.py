@@ -95,7 +95,7 @@ def test_tokenised_data_is_cached_between_runs(tmp_path):
 
     from hf_tuner.recipes import build_config
     from hf_tuner.packaged import resolve_model
-    from hf_tuner.tasks.text_classification import TextClassification
+    from hf_tuner.tasks import get_task
 
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
@@ -104,12 +104,12 @@ def test_tokenised_data_is_cached_between_runs(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-MiniLM-L6-v2"))
     hits = []
     for _ in range(2):
-        task = TextClassification(cfg)
-        features = task.preprocess(task.load_data(), tokenizer)
-        hits.append(task.cache_hits)
+        job = get_task("text-classification").bind(cfg)
+        features = job.data.preprocess(job, job.data.load(job), tokenizer)
+        hits.append(job.cache_hits)
     assert hits == [{"train": False, "validation": False}, {"train": True, "validation": True}]
     assert features.train.column_names == ["labels", "input_ids", "token_type_ids", "attention_mask"]
     # a different max_length is a different cache entry
-    task = TextClassification(build_config({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "max_length": 12}}))
-    task.preprocess(task.load_data(), tokenizer)
-    assert task.cache_hits == {"train": False, "validation": False}
+    job = get_task("text-classification").bind(build_config({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "max_length": 12}}))
+    job.data.preprocess(job, job.data.load(job), tokenizer)
+    assert job.cache_hits == {"train": False, "validation": False}

@@ -263,7 +263,7 @@ def test_seq2seq_generates_and_scores_with_rouge(cli, tmp_path):
     from hf_tuner.metrics import rouge
     from hf_tuner.modeling import train_tokenizer
 
-    tok = train_tokenizer(SENTENCES * 20, "byte-level-bpe", 300, 1, "seq2seq")
+    tok = train_tokenizer(SENTENCES * 20, "byte-level-bpe", 300, 1, "encoder-decoder")
     ids = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
            "decoder_start_token_id": tok.eos_token_id, "forced_eos_token_id": tok.eos_token_id}
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hf_tuner.launch import list_profiles, plan_launch
+from hf_tuner.launch import list_profiles, resolve_launch
 
 from conftest import assert_clean_error
 
@@ -42,7 +42,7 @@ def test_every_profile_becomes_the_launch_accelerate_would_run():
     }
     assert sorted(p.name for p in list_profiles()) == sorted(expected)
     for name, env_expected in expected.items():
-        cmd = plan_launch(None, profile=name, num_processes=4).command(["train", "quickstart", "training.seed=1"])
+        cmd = resolve_launch(None, profile=name, num_processes=4).command(["train", "quickstart", "training.seed=1"])
         assert cmd[-5:] == ["-m", "hf_tuner", "train", "quickstart", "training.seed=1"]
         args, env = accelerate_env(cmd)
         assert args.num_processes == 4 and args.num_machines == 1 and not args.cpu, name
@@ -97,7 +97,7 @@ def test_profiles_list_show_copy(cli, tmp_path):
     copied = tmp_path / "fsdp.yaml"
     assert copied.read_text() == (ROOT / "hf_tuner" / "profiles" / "fsdp.yaml").read_text()
     assert_clean_error(cli("profiles", "copy", "fsdp", str(tmp_path)), 2, "already exists")
-    assert plan_launch(None, profile=str(copied), num_processes=2).profile.distributed_type == "FSDP"
+    assert resolve_launch(None, profile=str(copied), num_processes=2).profile.distributed_type == "FSDP"
 
 
 def test_sharded_profiles_are_refused_without_gpus(cli):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hf_tuner.launch import plan_launch
+from hf_tuner.launch import resolve_launch
 from hf_tuner.recipes import build_config
 
 POS, NEG = ["great", "love", "happy", "nice"], ["awful", "hate", "sad", "bad"]
@@ -49,11 +49,11 @@ def recipes(tmp: Path) -> dict[str, dict]:
 @pytest.mark.parametrize("name", ["minilm-full", "minilm-lora", "gpt2-lora", "bart-full"])
 def test_meta_parameter_counts_equal_the_loaded_model(name, tmp_path):
     from hf_tuner.preflight import preflight
-    from hf_tuner.run import plan
+    from hf_tuner.run import prepare
 
     cfg = build_config(recipes(tmp_path)[name])
-    real = plan(cfg)  # the model `train` builds, weights and all
-    planned = preflight(cfg, plan_launch(None))
+    real = prepare(cfg)  # the model `train` builds, weights and all
+    planned = preflight(cfg, resolve_launch(None))
     assert (planned["trainable_params"], planned["total_params"]) == (real.trainable, real.total)
     if cfg.method.name == "lora":
         assert 0 < planned["trainable_params"] < planned["total_params"] / 10
@@ -84,10 +84,10 @@ def test_token_lengths_truncation_share_and_steps_match_hand_counts(cli, tmp_pat
 def test_sharding_divides_what_the_profile_shards(tmp_path):
     from hf_tuner.modeling import meta_models
     from hf_tuner.preflight import estimate_memory
-    from hf_tuner.run import plan
+    from hf_tuner.run import prepare
 
     with meta_models():
-        p = plan(build_config(recipes(tmp_path)["minilm-full"]))
+        p = prepare(build_config(recipes(tmp_path)["minilm-full"]))
     n = p.total
     args = dict(seq=32, batch=8, precision="fp32", gradient_checkpointing=False, optimizer="adamw_torch",
                 frozen_copies=0, runtime=0)

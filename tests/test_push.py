@@ -208,8 +208,9 @@ def test_hub_push_in_the_recipe_pushes_after_training(cli, run, hub, monkeypatch
     (pushed / "config.yaml").write_text(yaml.safe_dump(cfg))
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(cfg))
-    summary = json.loads((pushed / "summary.json").read_text())
-    summary["output_dir"] = str(pushed)
+    from hf_tuner.rundir import read_summary
+
+    summary = read_summary(pushed).set(output_dir=str(pushed))
     monkeypatch.setattr(hf_tuner.run, "train", lambda *a, **k: summary)  # the run is already trained
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     result = cli("train", recipe)
@@ -244,8 +245,8 @@ def lora_run_folder(root, task: str, base_model, processing):
     processing.save_pretrained(base_dir)
     cfg = build_config({"task": task, "model": {"name_or_path": str(base_dir)}, "data": {"train": "unused.jsonl"},
                         "method": {"name": "lora"}})
-    task_cls = get_task(task)
-    model = apply_lora(type(base_model).from_pretrained(base_dir), cfg.method.lora, task_cls.peft_task_type, task_cls.lora_modules_to_save)
+    family = get_task(task).family
+    model = apply_lora(type(base_model).from_pretrained(base_dir), cfg.method.lora, family.peft_task_type, list(family.lora_modules_to_save))
     torch.manual_seed(1)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -294,7 +295,7 @@ def test_merge_lora_and_adapter_only_for_seq2seq(cli, hub, tmp_path):
 
     from hf_tuner.modeling import train_tokenizer
 
-    tok = train_tokenizer(TEXTS * 20, "byte-level-bpe", 400, 1, "seq2seq")
+    tok = train_tokenizer(TEXTS * 20, "byte-level-bpe", 400, 1, "encoder-decoder")
     config = AutoConfig.for_model("bart", vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
                                   encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
                                   max_position_embeddings=64, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,

@@ -120,12 +120,12 @@ def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_says_how_to_re
 
 def test_resume_is_refused_when_the_recipe_changed_and_when_there_is_nothing(cli, recipe, tmp_path):
     from hf_tuner.recipes import load_config
-    from hf_tuner.run import fingerprint
+    from hf_tuner.run import recipe_fingerprint
 
     staging = tmp_path / "run.incomplete"
     (staging / "checkpoints" / "checkpoint-10").mkdir(parents=True)
     (staging / "checkpoints" / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10}')
-    (staging / "summary.json").write_text(json.dumps({"status": "training", "fingerprint": fingerprint(load_config(str(recipe)))}))
+    (staging / "summary.json").write_text(json.dumps({"status": "training", "fingerprint": recipe_fingerprint(load_config(str(recipe)))}))
     assert_clean_error(cli("train", recipe, "data.max_train_samples=700", "-o", tmp_path / "run", "--resume"), 2,
                        "cannot resume", "data changed")
     assert_clean_error(cli("train", recipe, "method.name=lora", "-o", tmp_path / "run", "--resume"), 2, "method changed")

@@ -385,7 +385,7 @@ def test_a_classifier_reward_cuts_texts_to_its_positions(classifier):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_tuner.rewards import ModelReward, RewardSpec
+    from hf_tuner.tasks.rewards import ModelReward, RewardSpec
 
     reward = ModelReward(RewardSpec(model=str(classifier), label="positive"), 0)
     completions = [" what a great day" * 40, " ok"]
@@ -542,7 +542,7 @@ def test_trl_configs_get_cpu_settings_and_task_learning_rates(files, tmp_path, m
         for rate in (None, 3e-3):
             overrides = [f"task={task}", f"method.name={method}", f"training.learning_rate={rate or 'null'}"]
             cfg = load_config(recipe, overrides)
-            args = training_arguments(cfg, get_task(task)(cfg), tmp_path)
+            args = training_arguments(cfg, get_task(task).bind(cfg), tmp_path)
             assert type(args).__name__ == CONFIG_CLASSES[task]
             assert (args.bf16, args.fp16, args.gradient_checkpointing) == (False, False, False), (task, method)
             assert args.learning_rate == pytest.approx(rate or DEFAULT_RATES[task][method]), (task, method, rate)

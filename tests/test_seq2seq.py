@@ -127,7 +127,7 @@ def test_collator_pads_labels_with_minus_100():
     from hf_tuner.modeling import train_tokenizer
     from hf_tuner.tasks.seq2seq import Seq2SeqCollator
 
-    tok = train_tokenizer(["the cat", "le chat", "a dog", "un chien"] * 5, "byte-level-bpe", 300, 1, "seq2seq")
+    tok = train_tokenizer(["the cat", "le chat", "a dog", "un chien"] * 5, "byte-level-bpe", 300, 1, "encoder-decoder")
     assert [tok.bos_token, tok.pad_token, tok.eos_token] == ["<s>", "<pad>", "</s>"]
     feats = [{"input_ids": tok("the cat")["input_ids"], "labels": tok(text_target="le chat")["input_ids"]},
              {"input_ids": tok("a")["input_ids"], "labels": tok(text_target="un")["input_ids"]}]

@@ -13,14 +13,15 @@ import pytest
 from conftest import assert_clean_error
 
 TOY_MODULE = '''
-"""A toy task: text regression (a score per text), from a module outside hf_tuner."""
+"""A toy task: text regression (a score per text), from a module outside hf_tuner. It reuses the
+sequence-classifier family and brings its own data part and objective."""
 from typing import Any
 
 from pydantic import Field
 
 from hf_tuner.config import DataConfig
-from hf_tuner.data import finish_splits, load_splits, require_columns
-from hf_tuner.tasks.base import CardInfo, Task
+from hf_tuner.tasks.base import CardInfo, DataPart, Objective, Task, load_checked
+from hf_tuner.tasks.families import SequenceClassifierFamily
 
 
 class ScoreData(DataConfig):
@@ -29,30 +30,18 @@ class ScoreData(DataConfig):
     max_length: int = Field(32, ge=8)
 
 
-class TextRegression(Task):
-    name = "toy-text-regression"
-    data_schema = ScoreData
-    card = CardInfo("text-classification", "Text Regression")
-    auto_model = "AutoModelForSequenceClassification"
-    tokenizer_kind = "encoder"
-    primary_metric = "mse"
+class ScoredTexts(DataPart):
+    schema = ScoreData
 
-    def load_data(self):
-        d = self.cfg.data
-        splits = load_splits(d)
-        for name, ds in splits.items():
-            require_columns(ds, [d.text_column, d.score_column], name, splits.sources[name], ["text_column", "score_column"])
-        return finish_splits(splits, d, self.cfg.training.seed)
+    def load(self, job):
+        d = job.cfg.data
+        return load_checked(job, {"text_column": d.text_column, "score_column": d.score_column})
 
-    def training_texts(self, splits):
-        yield from splits.train[self.cfg.data.text_column]
+    def training_texts(self, job, splits):
+        yield from splits.train[job.cfg.data.text_column]
 
-    def model_config_kwargs(self, splits, processing):
-        return {"num_labels": 1, "problem_type": "regression", "vocab_size": len(processing),
-                "pad_token_id": processing.pad_token_id}
-
-    def preprocess(self, splits, processing):
-        d = self.cfg.data
+    def preprocess(self, job, splits, processing):
+        d = job.cfg.data
 
         def tokenize(batch):
             out = processing(batch[d.text_column], truncation=True, max_length=d.max_length)
@@ -61,31 +50,51 @@ class TextRegression(Task):
 
         return splits.map(lambda name, ds: ds.map(tokenize, batched=True, remove_columns=ds.column_names))
 
-    def data_collator(self, processing):
+    def collator(self, job, processing):
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(processing)
 
-    def compute_metrics(self):
-        import numpy as np
+    def encode_inputs(self, job, loaded, batch):
+        return loaded.processing(batch, padding=True, truncation=True, return_tensors="pt")
 
-        def compute(pred):
-            diff = np.asarray(pred.predictions).reshape(-1) - np.asarray(pred.label_ids).reshape(-1)
-            return {"mse": float(np.mean(diff ** 2))}
 
-        return compute
+def mse(pred):
+    import numpy as np
 
-    def predict(self, loaded, inputs, **options: Any):
+    diff = np.asarray(pred.predictions).reshape(-1) - np.asarray(pred.label_ids).reshape(-1)
+    return {"mse": float(np.mean(diff ** 2))}
+
+
+class Regression(Objective):
+    primary_metric = "mse"
+
+    def model_config(self, job):
+        return {"num_labels": 1, "problem_type": "regression"}
+
+    def trainer_kwargs(self, job, model, processing):
+        return {**super().trainer_kwargs(job, model, processing), "compute_metrics": mse}
+
+    def predict(self, job, loaded, inputs, **options: Any):
         import torch
 
-        enc = loaded.processing(inputs, padding=True, truncation=True, return_tensors="pt")
         with torch.no_grad():
-            scores = loaded.model(**enc).logits[:, 0].tolist()
+            scores = loaded.model(**job.data.encode_inputs(job, loaded, inputs)).logits[:, 0].tolist()
         return [{"input": text, "score": round(score, 4)} for text, score in zip(inputs, scores)]
 
     def format_result(self, result):
         return f"{result['input']}\\tscore {result['score']:.3f}"
+
+
+TASK = Task(
+    name="toy-text-regression",
+    family=SequenceClassifierFamily(),
+    data=ScoredTexts(),
+    objective=Regression(),
+    card=CardInfo("text-classification", "Text Regression"),
+)
 '''
+
 
 WORDS = "the a movie day food service weather team song book was is really quite".split()
 
@@ -98,7 +107,7 @@ def toy_task(tmp_path, monkeypatch):
     (tmp_path / "toy_tasks.py").write_text(textwrap.dedent(TOY_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(tasks, "REGISTRY", dict(tasks.REGISTRY))
-    tasks.register("toy-text-regression", "toy_tasks:TextRegression")
+    tasks.register("toy-text-regression", "toy_tasks:TASK")
     yield "toy-text-regression"
     tasks.recipe_model.cache_clear()
     sys.modules.pop("toy_tasks", None)
@@ -169,5 +178,5 @@ def test_a_registered_target_that_is_not_a_task_is_a_clean_error(cli, monkeypatc
     tasks.register("broken", "json:dumps")
     recipe = tmp_path / "r.yaml"
     recipe.write_text("task: broken\nmodel: {name_or_path: x}\ndata: {train: x.csv}\n")
-    assert_clean_error(cli("validate", recipe), 2, "not a subclass of hf_tuner.tasks.base.Task")
+    assert_clean_error(cli("validate", recipe), 2, "which is not a hf_tuner.tasks.base.Task")
     tasks.recipe_model.cache_clear()

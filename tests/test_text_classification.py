@@ -17,10 +17,10 @@ def majority_share(run_dir) -> float:
     """The accuracy of always answering the most common validation label."""
     from hf_tuner.config import read_yaml
     from hf_tuner.recipes import build_config
-    from hf_tuner.tasks.text_classification import TextClassification
+    from hf_tuner.tasks import get_task
 
-    task = TextClassification(build_config(read_yaml(run_dir / "config.yaml")))
-    labels = task.load_data().validation["labels"]
+    job = get_task("text-classification").bind(build_config(read_yaml(run_dir / "config.yaml")))
+    labels = job.data.load(job).validation["labels"]
     return max(labels.count(v) for v in set(labels)) / len(labels)
 
 

@@ -1,11 +1,12 @@
-"""The task registry: task name -> the Task class that knows how to train it (imported on demand).
+"""The task registry: task name -> the `Task` (its family, data and objective parts; see `base`),
+imported on demand, and the recipe schema of each task.
 
-A new task is one module with a `Task` subclass plus one registration, either a line in
-`REGISTRY` below, a `register(name, "package.module:Class")` call, or an entry point in the
+A new task is one module with a `Task(...)` value plus one registration, either a line in
+`REGISTRY` below, a `register(name, "package.module:TASK")` call, or an entry point in the
 `hf_tuner.tasks` group of another package::
 
     [project.entry-points."hf_tuner.tasks"]
-    my-task = "my_package.my_task:MyTask"
+    my-task = "my_package.my_task:TASK"
 
 Everything else (recipe schema, `validate`, `train`, `predict`, `eval`, `push`, the model card)
 asks the task class.
@@ -13,20 +14,21 @@ asks the task class.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from .base import Task
 
-REGISTRY: dict[str, Union[str, type]] = {
-    "text-classification": "hf_tuner.tasks.text_classification:TextClassification",
-    "causal-lm": "hf_tuner.tasks.causal_lm:CausalLM",
-    "seq2seq": "hf_tuner.tasks.seq2seq:Seq2Seq",
-    "image-classification": "hf_tuner.tasks.image_classification:ImageClassification",
-    "reward-modeling": "hf_tuner.tasks.reward_modeling:RewardModeling",
-    "dpo": "hf_tuner.tasks.dpo:DPO",
+REGISTRY: dict[str, Any] = {
+    "text-classification": "hf_tuner.tasks.text_classification:TASK",
+    "causal-lm": "hf_tuner.tasks.causal_lm:TASK",
+    "seq2seq": "hf_tuner.tasks.seq2seq:TASK",
+    "image-classification": "hf_tuner.tasks.image_classification:TASK",
+    "reward-modeling": "hf_tuner.tasks.reward_modeling:TASK",
+    "dpo": "hf_tuner.tasks.dpo:TASK",
     "grpo": "hf_tuner.tasks.policy:GRPO",
     "rloo": "hf_tuner.tasks.policy:RLOO",
 }
@@ -34,8 +36,8 @@ ENTRY_POINT_GROUP = "hf_tuner.tasks"
 _discovered = False
 
 
-def register(name: str, target: Union[str, type]) -> None:
-    """Make task `name` available: `target` is a Task subclass or its "module:Class" path."""
+def register(name: str, target: Any) -> None:
+    """Make task `name` available: `target` is a `Task` or its "module:NAME" path."""
     REGISTRY[name] = target
     recipe_model.cache_clear()
 
@@ -58,8 +60,8 @@ def task_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def get_task(name: str) -> type:
-    """The Task class (a `hf_tuner.tasks.base.Task` subclass) registered under `name`."""
+def get_task(name: str) -> "Task":
+    """The `Task` registered under `name`."""
     import importlib
 
     _discover()
@@ -72,9 +74,12 @@ def get_task(name: str) -> type:
             target = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"task '{name}' is registered as {REGISTRY[name]}, which cannot be imported: {exc}") from None
-    # (a duck-typed check: the registry stays below the task modules, which import half of hf_tuner)
-    if not (isinstance(target, type) and hasattr(target, "data_schema") and callable(getattr(target, "build_trainer", None))):
-        raise ConfigError(f"task '{name}' is registered as {target!r}, which is not a subclass of hf_tuner.tasks.base.Task")
+    from .base import Task
+
+    if not isinstance(target, Task):
+        raise ConfigError(f"task '{name}' is registered as {target!r}, which is not a hf_tuner.tasks.base.Task")
+    if target.name != name:
+        raise ConfigError(f"task '{name}' is registered as {REGISTRY[name]}, a Task named '{target.name}': use one name")
     return target
 
 
@@ -89,10 +94,10 @@ def recipe_model(name: str) -> "type[RunConfig]":
     task = get_task(name)
     training = training_model(task.arguments)
     return create_model(
-        f"{task.__name__}Recipe", __base__=RunConfig,
+        f"{type(task.data).__name__}Recipe", __base__=RunConfig,
         data=(task.data_schema, ...),
         training=(training, Field(default_factory=training)),
-        **task.sections,
+        **task.objective.sections,
     )
 
 

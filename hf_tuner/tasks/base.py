@@ -1,26 +1,40 @@
-"""What a task plug-in provides. `run.py` drives these steps for every task the same way:
+"""What a task is made of. A task is not a class to subclass: it is a `Task` value naming three
+parts, each with one job, shared by every task that needs it (torchtune's recipe interfaces: small
+protocols, no implementation inheritance between tasks):
 
-    task = get_task(cfg.task)(cfg)
-    splits = task.load_data()                      # raw splits, columns checked, labels encoded
-    processing = task.load_processing(splits)      # tokenizer / image processor (maybe trained)
-    model = task.load_model(splits, processing)    # pretrained or from scratch, then LoRA
-    features = task.preprocess(splits, processing) # tokenised, cached
-    trainer = task.build_trainer(args, model, processing, features.train, features.validation)
+- a model **family** (`Family`): the Auto class and peft task type, the tokenizer or processor and
+  its fix-ups, building from scratch, loading a finished run, the merge check's probe inputs;
+  it uses the one generation loop and the one scoring loop (`loops`);
+- a **data** part (`DataPart`): the `data:` schema, loading and column checks (through the one
+  skeleton `load_checked`), preprocessing and caching, the collator, token lengths for `plan`;
+- an **objective** (`Objective`): the trainer and its arguments class, training defaults and the
+  default learning rates, evaluation (in training, and the evaluator `hf-tuner eval` uses),
+  artifacts, `predict`.
 
-and `predict`, `eval` and `push` load a finished run through `task.load_trained(path)`. Class
-attributes describe the task (its `data:` schema, its arguments class, its model card facts);
-a subclass overrides the steps it needs. The defaults here fit a tokenizer-based task.
+Parts are configured values (`PreferencePairs(tokenised=True)`), not per-run objects: their methods
+take the `Job`, one task bound to one recipe, which holds the recipe and what the run learns about
+itself (labels, notes, cache hits, state a part keeps between its calls). The pipeline drives them:
+
+    job = get_task(cfg.task).bind(cfg)
+    splits = job.data.load(job)                                  # columns checked, labels encoded
+    processing = job.family.build_processing(job, splits)        # tokenizer / image processor
+    model = job.family.load_model(job, splits, processing)       # pretrained or from scratch, LoRA
+    features = job.data.preprocess(job, splits, processing)      # tokenised, cached
+    trainer = job.objective.build_trainer(job, args, model, processing, features)
+
+A part kind's base class below holds the defaults that fit most tasks; a concrete part subclasses
+its kind's base only, never another concrete part (tests/test_structure.py checks it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 from ..config import DataConfig, RunConfig
-from ..data import Splits
+from ..data import Splits, load_splits, require_columns
+from ..errors import ConfigError
 
-DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 5e-4}
 PROBE_TEXTS = ["a quick check of the merged weights", "the second probe is a somewhat longer sentence than the first one",
                "short"]
 
@@ -42,117 +56,342 @@ class Loaded:
     path: str
 
 
-def label_config(labels: list[str]) -> dict[str, Any]:
-    """The model config values of a classifier over `labels` (num_labels, id2label, label2id)."""
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+@dataclass
+class Bare:
+    """An evaluator for objectives that score a model themselves (no Trainer): the model, its
+    tokenizer and the arguments (batch size, generation settings)."""
+
+    model: Any
+    processing_class: Any
+    args: Any
 
 
-def top_labels(item: str, probs: Any, id2label: dict[int, str], top_k: int) -> dict[str, Any]:
-    """A classifier's `predict` result for one input: its best label and the top-k with scores."""
-    values, ids = probs.topk(min(top_k, probs.numel()))
-    return {
-        "input": item,
-        "label": id2label[int(ids[0])],
-        "top": [{"label": id2label[int(i)], "score": round(float(v), 4)} for v, i in zip(values, ids)],
-    }
+def model_of(runner: Any) -> Any:
+    """The plain model behind a Trainer (unwrapped from DDP) or a `Bare` evaluator."""
+    accelerator = getattr(runner, "accelerator", None)
+    return accelerator.unwrap_model(runner.model) if accelerator is not None else runner.model
 
 
-class Task:
-    """Base class of a task plug-in. Class attributes describe it; methods build its pieces."""
+def as_text(value: Any) -> str:
+    """A prompt or completion as plain text (conversational messages: their contents, joined)."""
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
+    return str(value)
 
-    name: ClassVar[str] = ""
-    arguments: ClassVar[str] = "transformers:TrainingArguments"  # `training:` keys are checked against it
-    data_schema: ClassVar[type[DataConfig]] = DataConfig  # this task's `data:` section
-    card: ClassVar[CardInfo] = CardInfo("", "")
-    defaults: ClassVar[dict[str, Any]] = {}  # training defaults of the task; the recipe wins
+
+def rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def trl_setting(cfg: RunConfig, arguments: str, name: str) -> Any:
+    """A value of the arguments class the recipe trains with: what `training:` sets, else the
+    class's default (e.g. GRPOConfig's num_generations)."""
+    from ..arguments import import_object
+
+    extra = cfg.training.model_extra or {}
+    return extra[name] if name in extra else import_object(arguments).__dataclass_fields__[name].default
+
+
+# ------------------------------------------------------------------------------------------ parts
+
+
+class Family:
+    """A model family: which Auto class, how its tokenizer or processor is built and fixed up, how a
+    model is loaded or built and made to fit its tokenizer, how a finished run is loaded."""
+
     auto_model: ClassVar[str] = ""  # the transformers Auto class, by name (imported lazily)
-    needs_tokenizer: ClassVar[bool] = True  # a model built from scratch needs a tokenizer named or trained
+    processor: ClassVar[str] = "AutoTokenizer"  # the Auto class of the saved tokenizer / processor
     peft_task_type: ClassVar[Optional[str]] = None  # peft TaskType name, None when peft has none (ViT)
-    lora_modules_to_save: ClassVar[list[str]] = []  # heads to train fully next to the LoRA adapter
-    tokenizer_kind: ClassVar[str] = "causal"  # special tokens for a tokenizer trained from scratch
-    primary_metric: str = "loss"  # the metric that says whether training helped
+    lora_modules_to_save: ClassVar[tuple[str, ...]] = ()  # heads to train fully next to the adapter
+    needs_tokenizer: ClassVar[bool] = True  # a model built from scratch needs a tokenizer named or trained
+
+    def auto_class(self) -> Any:
+        import transformers
+
+        return getattr(transformers, self.auto_model)
+
+    def tokenizer_kind(self, job: "Job") -> str:
+        """Special tokens of a tokenizer trained from scratch (see `modeling.train_tokenizer`)."""
+        return "causal"
+
+    def build_processing(self, job: "Job", splits: Splits) -> Any:
+        """The tokenizer: the checkpoint's, another named one, or one trained on the train split."""
+        from ..modeling import load_tokenizer
+
+        tok = job.cfg.model.tokenizer
+        texts = job.data.training_texts(job, splits) if tok is not None and tok.train else None
+        return self.fix_processing(load_tokenizer(job.cfg.model, texts, self.tokenizer_kind(job)))
+
+    def fix_processing(self, processing: Any) -> Any:
+        """Fix-ups of a loaded tokenizer (a pad token where the family needs one)."""
+        return processing
+
+    def config_kwargs(self, job: "Job", splits: Splits, processing: Any) -> dict[str, Any]:
+        """Model config values the family sets (vocabulary and special token ids of a new model)."""
+        return {}
+
+    def load_model(self, job: "Job", splits: Splits, processing: Any) -> Any:
+        """The model to train: pretrained or built from scratch, fitted to the tokenizer, then LoRA."""
+        from ..modeling import apply_lora, load_config_for, load_model
+
+        kwargs = {**self.config_kwargs(job, splits, processing), **job.objective.model_config(job)}
+        model = load_model(self.auto_class(), job.cfg.model, load_config_for(job.cfg.model, **kwargs), notes=job.notes)
+        model = self.fix_up(job, model, processing)
+        if job.cfg.method.name == "lora":
+            model = apply_lora(model, job.cfg.method.lora, self.peft_task_type, list(self.lora_modules_to_save))
+        return model
+
+    def fix_up(self, job: "Job", model: Any, processing: Any) -> Any:
+        """Make a loaded model fit its tokenizer and data (also a finished run's model in `eval`)."""
+        return model
+
+    def load_trained(self, path: str | Path, adapter: bool = False) -> Loaded:
+        """A trained model from a run folder, a model folder or a Hub id (LoRA runs: the merged
+        copy, or base + adapter when there is none or `adapter` is true), in eval mode."""
+        from ..rundir import load_trained
+
+        model = load_trained(self.auto_class(), path, adapter=adapter).eval()
+        return Loaded(model, self.load_trained_processing(path), str(path))
+
+    def load_trained_processing(self, path: str | Path) -> Any:
+        from ..modeling import load_saved_processor
+
+        return self.fix_processing(load_saved_processor(self.processor, path))
+
+    def probe_inputs(self, loaded: Loaded) -> dict[str, Any]:
+        """A few model inputs to compare two copies of a model on (the merge check of `push`)."""
+        tokenizer = loaded.processing
+        padding = tokenizer.pad_token is not None
+        enc = tokenizer(PROBE_TEXTS if padding else PROBE_TEXTS[:1], padding=padding, truncation=True, max_length=32,
+                        return_tensors="pt")
+        inputs = dict(enc)
+        if getattr(loaded.model.config, "is_encoder_decoder", False):
+            inputs["decoder_input_ids"] = enc["input_ids"][:, :4]
+        return inputs
+
+
+class DataPart:
+    """A data shape: the `data:` schema, loading and checks, preprocessing, collator, and the token
+    lengths `hf-tuner plan` measures."""
+
+    schema: ClassVar[type[DataConfig]] = DataConfig
+    sequences_per_example: ClassVar[int] = 1  # sequences one example puts through the model (pairs: 2)
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        """Cross-field problems of the recipe's `data:` (each one line)."""
+        return []
+
+    def load(self, job: "Job") -> Splits:
+        raise NotImplementedError
+
+    def training_texts(self, job: "Job", splits: Splits):
+        """Texts a tokenizer trained from scratch learns from (train split only)."""
+        raise NotImplementedError
+
+    def preprocess(self, job: "Job", splits: Splits, processing: Any) -> Splits:
+        return splits
+
+    def collator(self, job: "Job", processing: Any) -> Any:
+        return None
+
+    def defaults(self, job: "Job") -> dict[str, Any]:
+        """Training arguments the data asks for (e.g. length-grouped batches), unless the recipe sets them."""
+        return {}
+
+    def check_positions(self, job: "Job", positions: int) -> None:
+        """Fail before training when the sequences would not fit the model's `positions`."""
+
+    def token_lengths(self, job: "Job", rows: Any, processing: Any) -> list[Any]:
+        """Untruncated token lengths of sample rows (`data.Lengths`, one per measured field) with
+        the limit the data cuts or drops them at; empty for data without token limits (images)."""
+        return []
+
+    def memory_sequence(self, job: "Job", model_config: Any, lengths: list[Any]) -> int:
+        """The sequence length the largest training batch puts through the model."""
+        kept = [l.longest_kept() for l in lengths]
+        return max(kept) if kept else 1
+
+    def training_rows(self, job: "Job", rows: int, lengths: list[Any]) -> int:
+        """Training examples per epoch from `rows` data rows (packing and generation change it)."""
+        return rows
+
+    def encode_inputs(self, job: "Job", loaded: Loaded, batch: list[str]) -> dict[str, Any]:
+        """Raw `predict` inputs -> model inputs."""
+        raise NotImplementedError(f"predict is not available for task {job.task.name}")
+
+
+class Objective:
+    """What training optimises and how a model is judged: trainer, arguments class, defaults,
+    learning rates, evaluation, artifacts and `predict`."""
+
+    arguments: ClassVar[str] = "transformers:TrainingArguments"  # `training:` keys are checked against it
+    primary_metric: ClassVar[str] = "loss"  # the metric that says whether training helped
     greater_is_better: ClassVar[bool] = False
+    # THE default learning rates: the method's when the recipe sets none (LoRA wants ~10x)
+    learning_rates: ClassVar[dict[str, float]] = {"full": 5e-5, "lora": 5e-4}
     classifier: ClassVar[bool] = False  # predicts one of the data's labels (id2label on the model config)
     harness: ClassVar[bool] = False  # lm-evaluation-harness can evaluate its models
     # the model's loss is a plain mean that ignores `num_items_in_batch` (BERT/BART heads): the Trainer
-    # must not scale it by the number of processes (see `build_trainer`)
+    # must not scale it by the number of processes (see `trainer_kwargs`)
     loss_is_a_mean: ClassVar[bool] = False
-    # recipe sections of this task besides the shared ones: name -> (type, default), e.g. grpo's `reward:`
+    # recipe sections besides the shared ones: name -> (type, default), e.g. grpo's `reward:`
     sections: ClassVar[dict[str, tuple[Any, Any]]] = {}
-    # tasks whose run folders this task may start from (model.name_or_path); empty: its own only
-    model_kinds: ClassVar[tuple[str, ...]] = ()
     # `training:` keys `hf-tuner eval` keeps from the run's recipe (besides seed, batch size, precision)
     eval_training_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
-        self.labels: Optional[list[str]] = None  # a classifier's labels, in id order (set by load_data)
-        self.cache_hits: Optional[dict[str, bool]] = None  # split -> tokenised data read from the cache
-        self.notes: list[str] = []  # one-line facts for validate / summary.json (e.g. a replaced head)
-        self.run_cfg: Optional[RunConfig] = None  # `hf-tuner eval`: the recipe the evaluated run was trained with
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        return []
 
-    # ---- recipe ----------------------------------------------------------------------------
-    @classmethod
-    def check_config(cls, cfg: RunConfig) -> list[str]:
+    def prepare(self, job: "Job", splits: Splits) -> None:
+        """Load and check what the objective needs besides the model, once the data is loaded (GRPO:
+        its rewards, each called on two held-out prompts so a broken one fails in `validate`)."""
+
+    def metric(self, job: "Job") -> str:
+        """The run's headline metric (seq2seq's depends on `eval.metrics`)."""
+        return self.primary_metric
+
+    def defaults(self, job: "Job") -> dict[str, Any]:
+        """Training arguments the objective sets unless the recipe does."""
+        return {}
+
+    def model_config(self, job: "Job") -> dict[str, Any]:
+        """Model config values the objective needs (a classifier's labels, a reward's one output)."""
+        return {}
+
+    def frozen_copies(self, job: "Job") -> int:
+        """Extra frozen copies of the model training holds (a reference model)."""
+        return 0
+
+    def trainer_class(self) -> Any:
+        from transformers import Trainer
+
+        return Trainer
+
+    def trainer_kwargs(self, job: "Job", model: Any, processing: Any) -> dict[str, Any]:
+        """The collator, metric functions and extra arguments of a Trainer-based objective."""
+        if self.loss_is_a_mean:
+            # A Trainer that thinks the model takes loss kwargs multiplies its loss by the number of
+            # processes (transformers 5: `average_tokens_across_devices`); a mean loss then doubles on 2
+            # processes (reported loss and gradient). Tell it the model does not take them.
+            (model.get_base_model() if hasattr(model, "get_base_model") else model).accepts_loss_kwargs = False
+        kwargs = {"processing_class": processing, "data_collator": job.data.collator(job, processing)}
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def build_trainer(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits) -> Any:
+        """The trainer that trains on `features.train` and evaluates on `features.validation`."""
+        return self.trainer_class()(model=model, args=args, train_dataset=features.train,
+                                    eval_dataset=features.validation, **self.trainer_kwargs(job, model, processing))
+
+    def evaluator(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits,
+                  start: Optional[Any] = None) -> Any:
+        """What `hf-tuner eval` evaluates a finished run's model with (`start`: the model config
+        the run started from, for objectives that compare against it). Default: the task's
+        Trainer in evaluation mode (no train set: transformers' own way to evaluate)."""
+        return self.trainer_class()(model=model, args=args, eval_dataset=features.validation,
+                                    **self.trainer_kwargs(job, model, processing))
+
+    def evaluate(self, job: "Job", runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
+        """The metrics of one split (keys without prefix, no speed figures) with a trainer or an
+        evaluator. `phase` says when: "before" or "after" training, or "eval" (`hf-tuner eval`)."""
+        from ..metrics import strip_metrics
+
+        return rounded(strip_metrics(runner.evaluate(eval_dataset=getattr(features, split), metric_key_prefix=split), split))
+
+    def report(self, job: "Job", evaluator: Any, features: Splits) -> dict[str, Any]:
+        """What `hf-tuner eval` reports on `features.validation`: {"metrics": {...}} and any
+        extras (a classifier adds per-class figures and a confusion matrix)."""
+        return {"metrics": self.evaluate(job, evaluator, features, "validation", phase="eval")}
+
+    def write_artifacts(self, job: "Job", run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:
+        """Write objective-specific files into a run folder (samples, a reward plot); their names."""
+        return []
+
+    def predict(self, job: "Job", loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
+        """Run a trained model on raw inputs; one result dict per input."""
+        raise NotImplementedError(f"predict is not available for task {job.task.name}")
+
+    def format_result(self, result: dict[str, Any]) -> str:
+        """One `predict` result as the line the CLI prints."""
+        return f"{result['input']}\t-> {result['output']}"
+
+
+# ------------------------------------------------------------------------------------------ the task
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: a name, the three parts it is made of, and what the Hub says of its models."""
+
+    name: str
+    family: Family
+    data: DataPart
+    objective: Objective
+    card: CardInfo
+    # tasks whose run folders this task may start from (model.name_or_path); empty: its own only
+    model_kinds: tuple[str, ...] = ()
+
+    @property
+    def data_schema(self) -> type[DataConfig]:
+        return self.data.schema
+
+    @property
+    def arguments(self) -> str:
+        return self.objective.arguments
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
         """Cross-field problems of a recipe that the schema cannot see (each one line)."""
         problems = []
-        if cls.needs_tokenizer and not cfg.model.has_tokenizer_source():
+        if self.family.needs_tokenizer and not cfg.model.has_tokenizer_source():
             problems.append("a model built from scratch needs a tokenizer: set model.tokenizer.train=true "
                             "or model.tokenizer.name_or_path")
         source = cfg.model.name_or_path
         if source and not source.startswith("packaged:"):
             from ..rundir import run_task
 
-            kinds = cls.model_kinds or (cls.name,)
+            kinds = self.model_kinds or (self.name,)
             task = run_task(Path(source).expanduser())
             if task is not None and task not in kinds:
-                problems.append(f"model.name_or_path: {source} is a {task} run; a {cls.name} run starts from a "
+                problems.append(f"model.name_or_path: {source} is a {task} run; a {self.name} run starts from a "
                                 f"{' / '.join(kinds)} model")
-        return problems
+        return problems + self.data.check_config(cfg) + self.objective.check_config(cfg)
+
+    def bind(self, cfg: RunConfig) -> "Job":
+        return Job(self, cfg)
+
+
+@dataclass
+class Job:
+    """One task bound to one recipe: the parts' shared context for one run (or one evaluation)."""
+
+    task: Task
+    cfg: RunConfig
+    labels: Optional[list[str]] = None  # a classifier's labels, in id order (set when the data loads)
+    notes: list[str] = field(default_factory=list)  # one-line facts for validate / summary.json
+    cache_hits: Optional[dict[str, bool]] = None  # split -> tokenised data read from the cache
+    state: dict[str, Any] = field(default_factory=dict)  # what a part keeps between its calls
+
+    @property
+    def family(self) -> Family:
+        return self.task.family
+
+    @property
+    def data(self) -> DataPart:
+        return self.task.data
+
+    @property
+    def objective(self) -> Objective:
+        return self.task.objective
+
+    def default_learning_rate(self) -> float:
+        return self.objective.learning_rates[self.cfg.method.name]
+
+    def training_defaults(self) -> dict[str, Any]:
+        """Arguments the task sets unless the recipe does: the data's, then the objective's."""
+        return {**self.data.defaults(self), **self.objective.defaults(self)}
 
     def facts(self) -> dict[str, Any]:
-        """Task facts `validate` prints and summary.json keeps (e.g. a classifier's labels)."""
+        """Facts `validate` prints and summary.json keeps (a classifier's labels)."""
         return {"labels": self.labels} if self.labels else {}
-
-    # ---- pieces ---------------------------------------------------------------------------
-    def auto_class(self) -> Any:
-        import transformers
-
-        return getattr(transformers, self.auto_model)
-
-    def load_data(self) -> Splits:
-        raise NotImplementedError
-
-    def training_texts(self, splits: Splits):
-        """Texts a tokenizer trained from scratch learns from (train split only)."""
-        raise NotImplementedError
-
-    def load_processing(self, splits: Splits) -> Any:
-        from ..modeling import load_tokenizer
-
-        texts = self.training_texts(splits) if self.cfg.model.tokenizer and self.cfg.model.tokenizer.train else None
-        return load_tokenizer(self.cfg.model, texts, self.tokenizer_kind)
-
-    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        """Config values the task sets on the model (labels, special token ids, vocab size)."""
-        return {}
-
-    def load_model(self, splits: Splits, processing: Any) -> Any:
-        from ..modeling import apply_lora, load_config_for, load_model
-
-        config = load_config_for(self.cfg.model, **self.model_config_kwargs(splits, processing))
-        model = load_model(self.auto_class(), self.cfg.model, config, notes=self.notes)
-        model = self.after_model_load(model, processing)
-        if self.cfg.method.name == "lora":
-            model = apply_lora(model, self.cfg.method.lora, self.peft_task_type, self.lora_modules_to_save)
-        return model
-
-    def after_model_load(self, model: Any, processing: Any) -> Any:
-        """Hook: fix up a freshly loaded model (e.g. resize embeddings to a new tokenizer)."""
-        return model
-
-    def preprocess(self, splits: Splits, processing: Any) -> Splits:
-        raise NotImplementedError
 
     def tokenise(self, splits: Splits, fn: Callable, key: str, what: str = "", keep: tuple[str, ...] = ()) -> Splits:
         """Map the batched `fn` over every split through the tokenised-data cache (one entry per `key`
@@ -169,194 +408,74 @@ class Task:
         self.cache_hits = hits
         return features
 
-    def data_collator(self, processing: Any) -> Any:
-        return None
 
-    def compute_metrics(self) -> Optional[Callable]:
-        return None
-
-    def preprocess_logits_for_metrics(self) -> Optional[Callable]:
-        return None
-
-    # ---- planning (`hf-tuner plan`) ------------------------------------------------------------
-    sequences_per_example: ClassVar[int] = 1  # sequences one training example puts through the model (pairs: 2)
-
-    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
-        """Untruncated token lengths of sample rows (`preflight.Lengths`, one per measured field) with
-        the limit the task cuts or drops them at, tokenised the way `preprocess` does; empty for
-        tasks without token limits (images)."""
-        return []
-
-    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
-        """The sequence length the largest training batch puts through the model."""
-        kept = [l.longest_kept() for l in lengths]
-        return max(kept) if kept else 1
-
-    def frozen_copies(self) -> int:
-        """Extra frozen copies of the model training holds (a reference model)."""
-        return 0
-
-    def training_rows(self, rows: int, lengths: list[Any]) -> int:
-        """Training examples per epoch from `rows` data rows (packing and generation change it)."""
-        return rows
-
-    # ---- training ------------------------------------------------------------------------------
-    def default_learning_rate(self) -> float:
-        """The learning rate when the recipe sets none: it follows the method (LoRA wants ~10x)."""
-        return DEFAULT_LEARNING_RATE[self.cfg.method.name]
-
-    def training_defaults(self) -> dict[str, Any]:
-        """Arguments the task sets unless the recipe does (`defaults`, plus what depends on the recipe)."""
-        return dict(self.defaults)
-
-    def training_arguments_class(self) -> Any:
-        from ..arguments import import_object
-
-        return import_object(self.arguments)
-
-    def trainer_class(self) -> Any:
-        from transformers import Trainer
-
-        return Trainer
-
-    def trainer_kwargs(self, processing: Any) -> dict[str, Any]:
-        """Extra keyword arguments of the task's trainer class."""
-        return {}
-
-    def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
-        """The task's trainer (training and `hf-tuner eval` alike). The default passes the task's
-        collator and metric functions where it has them: a trainer that takes other arguments (TRL's)
-        overrides this."""
-        if self.loss_is_a_mean:
-            # A Trainer that thinks the model takes loss kwargs multiplies its loss by the number of
-            # processes (transformers 5: `average_tokens_across_devices`); a mean loss then doubles on 2
-            # processes (reported loss and gradient). Tell it the model does not take them.
-            (model.get_base_model() if hasattr(model, "get_base_model") else model).accepts_loss_kwargs = False
-        kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": train_dataset,
-                                  "eval_dataset": eval_dataset, "processing_class": processing}
-        for key, value in (("data_collator", self.data_collator(processing)),
-                           ("compute_metrics", self.compute_metrics()),
-                           ("preprocess_logits_for_metrics", self.preprocess_logits_for_metrics())):
-            if value is not None:
-                kwargs[key] = value
-        return self.trainer_class()(**kwargs, **self.trainer_kwargs(processing))
-
-    def evaluate(self, trainer: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
-        """The metrics of one split (keys without prefix, no speed figures). `phase` says when:
-        "before" or "after" training, or "eval" (`hf-tuner eval`)."""
-        from ..metrics import strip_metrics
-
-        metrics = strip_metrics(trainer.evaluate(eval_dataset=getattr(features, split), metric_key_prefix=split), split)
-        metrics.update(self.extra_metrics(trainer, features, split))
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
-
-    def extra_metrics(self, trainer: Any, features: Splits, split: str) -> dict[str, float]:
-        """Metrics computed outside `trainer.evaluate` (e.g. generation). Keys without prefix."""
-        return {}
-
-    def eval_report(self, trainer: Any, features: Splits) -> dict[str, Any]:
-        """What `hf-tuner eval` reports on `features.validation`: {"metrics": {...}} and any
-        task-specific extras (a classifier adds per-class figures and a confusion matrix)."""
-        return {"metrics": self.evaluate(trainer, features, "validation", phase="eval")}
-
-    def write_artifacts(self, run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:
-        """Write task-specific files into a finished run folder (e.g. generated samples, a reward
-        plot); returns their names."""
-        return []
-
-    # ---- after training ----------------------------------------------------------------------
-    def load_trained(self, path: str | Path, adapter: bool = False) -> Loaded:
-        """A trained model from a run folder, a model folder or a Hub id (LoRA runs: the merged
-        copy, or base + adapter when there is none or `adapter` is true), in eval mode."""
-        from ..rundir import load_trained
-
-        model = load_trained(self.auto_class(), path, adapter=adapter).eval()
-        return Loaded(model, self.load_trained_processing(path), str(path))
-
-    def load_trained_processing(self, path: str | Path) -> Any:
-        from ..modeling import load_processing
-
-        return load_processing("AutoTokenizer", path)
-
-    def predict(self, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
-        """Run a trained model on raw inputs; one result dict per input."""
-        raise NotImplementedError(f"predict is not available for task {self.name}")
-
-    def format_result(self, result: dict[str, Any]) -> str:
-        """One `predict` result as the line the CLI prints."""
-        return f"{result['input']}\t-> {result['output']}"
-
-    def probe_inputs(self, loaded: Loaded) -> dict[str, Any]:
-        """A few model inputs to compare two copies of a model on (the merge check of `push`)."""
-        tokenizer = loaded.processing
-        padding = tokenizer.pad_token is not None
-        enc = tokenizer(PROBE_TEXTS if padding else PROBE_TEXTS[:1], padding=padding, truncation=True, max_length=32,
-                        return_tensors="pt")
-        inputs = dict(enc)
-        if getattr(loaded.model.config, "is_encoder_decoder", False):
-            inputs["decoder_input_ids"] = enc["input_ids"][:, :4]
-        return inputs
+# ------------------------------------------------------------------------------------------ helpers
 
 
-class ClassifierTask(Task):
-    """A task whose model picks one of the data's labels: labels on the model config, argmax
-    accuracy / macro-F1, a top-k `predict`, and a per-class report in `eval`."""
+def load_checked(job: Job, columns: dict[str, Optional[str]] | Callable[[Splits], dict[str, Optional[str]]], *,
+                 before: Optional[Callable[[str, Any], Any]] = None, after: Optional[Callable[[str, Any], Any]] = None,
+                 label_column: Optional[str] = None, check: Optional[Callable[[str, Any], None]] = None) -> Splits:
+    """THE load-data skeleton: load the splits, (`before`: reshape each), require the columns
+    (`data.KEY` -> column; a callable decides from the loaded splits), (`after`: convert or rename),
+    encode the labels of `label_column` (into `job.labels`), split off validation / test and limit
+    rows, then `check` every row of every split."""
+    from ..data import encode_labels, finish_splits
 
-    classifier = True
-    loss_is_a_mean = True
-    primary_metric = "accuracy"
-    greater_is_better = True
+    d = job.cfg.data
+    splits = load_splits(d)
+    if before is not None:
+        splits = splits.map(before)
+    wanted = columns(splits) if callable(columns) else columns
+    for name, ds in splits.items():
+        require_columns(ds, list(wanted.values()), name, splits.sources.get(name, name), list(wanted))
+    if after is not None:
+        splits = splits.map(after)
+    if label_column is not None:
+        splits, job.labels = encode_labels(splits, label_column, getattr(d, "labels", None))
+    splits = finish_splits(splits, d, job.cfg.training.seed, stratify="labels" if label_column is not None else None)
+    if check is not None:
+        for name, ds in splits.items():
+            check(name, ds)
+    return splits
 
-    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        return label_config(self.labels or [])
 
-    def preprocess_logits_for_metrics(self) -> Optional[Callable]:
-        def argmax(logits, labels):
-            if isinstance(logits, tuple):
-                logits = logits[0]
-            return logits.argmax(dim=-1)
+def require_texts(*columns: str) -> Callable[[str, Any], None]:
+    """A `load_checked` check: every row of these text columns holds a value."""
+    from ..data import require_text
 
-        return argmax
+    def check(name: str, ds: Any) -> None:
+        for column in columns:
+            require_text(ds, column, name)
 
-    def compute_metrics(self) -> Optional[Callable]:
-        from ..metrics import classification_metrics
+    return check
 
-        def compute(eval_pred):
-            return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
 
-        return compute
+def ensure_pad_token(tokenizer: Any, add_eos: bool = False) -> Any:
+    """THE pad fix-up of a tokenizer: a tokenizer without a pad token pads with its eos token
+    (GPT-2); with `add_eos` one without an eos token first gets a new `<|endoftext|>` (the model's
+    embeddings then grow in `fit_tokenizer`)."""
+    if add_eos and tokenizer.eos_token is None:
+        tokenizer.add_special_tokens({"eos_token": "<|endoftext|>"})
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
-    def eval_report(self, trainer: Any, features: Splits) -> dict[str, Any]:
-        import numpy as np
 
-        from ..metrics import confusion_matrix, per_class_report, strip_metrics
+def fit_tokenizer(model: Any, tokenizer: Any, generation: bool = False) -> Any:
+    """THE resize fix-up of a model: embeddings grown to a tokenizer that gained tokens (a pad or
+    eos), the pad id on its config, and with `generation` the pad and eos ids on its generation
+    config (transformers 5 reads them there)."""
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    config = getattr(model, "generation_config", None)
+    if generation and config is not None:
+        config.pad_token_id = tokenizer.pad_token_id
+        config.eos_token_id = tokenizer.eos_token_id
+    return model
 
-        if not self.labels:
-            return super().eval_report(trainer, features)
-        pred = trainer.predict(features.validation, metric_key_prefix="eval")
-        metrics = strip_metrics(pred.metrics, "eval")
-        predictions = np.asarray(pred.predictions).reshape(-1)
-        references = np.asarray(pred.label_ids).reshape(-1)
-        return {
-            "metrics": {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()},
-            "labels": list(self.labels),
-            "per_class": per_class_report(predictions, references, list(self.labels)),
-            "confusion_matrix": confusion_matrix(predictions, references, len(self.labels)),
-        }
 
-    def classify(self, loaded: Loaded, inputs: list[str], encode: Callable[[list[str]], dict[str, Any]], top_k: int = 3,
-                 batch_size: int = 32) -> list[dict[str, Any]]:
-        """Top-k labels of each input; `encode` turns a batch of inputs into model inputs."""
-        import torch
-
-        id2label = loaded.model.config.id2label
-        results = []
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
-            with torch.no_grad():
-                probs = loaded.model(**encode(batch)).logits.softmax(-1)
-            results += [top_labels(item, row, id2label, top_k) for item, row in zip(batch, probs)]
-        return results
-
-    def format_result(self, result: dict[str, Any]) -> str:
-        return f"{result['input']}\t" + "  ".join(f"{t['label']} {t['score']:.3f}" for t in result["top"])
+def label_config(labels: list[str]) -> dict[str, Any]:
+    """The model config values of a classifier over `labels` (num_labels, id2label, label2id)."""
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}

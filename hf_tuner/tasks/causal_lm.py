@@ -15,15 +15,15 @@ between packed and unpacked runs. The metric is perplexity = exp(mean validation
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from pydantic import Field
 
-from ..config import DataConfig
-from ..data import Splits, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
-from ..errors import ConfigError
-from .base import CardInfo, Loaded, Task
+from ..config import DataConfig, RunConfig
+from ..data import Lengths, Splits, tokenizer_fingerprint
+from ..errors import ConfigError, DataError
+from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, require_texts
+from .families import CausalLMFamily, encode_starts
 
 IGNORE = -100  # the label torch's cross-entropy skips
 TOKENISATION_VERSION = 1  # part of the cache key: bump when `document_tokenizer` changes what it writes
@@ -121,20 +121,14 @@ class CausalLMData(DataConfig):
     packing: bool = False
 
 
-class CausalLM(Task):
-    name = "causal-lm"
-    data_schema = CausalLMData
-    card = CardInfo("text-generation", "Text Generation")
-    auto_model = "AutoModelForCausalLM"
-    peft_task_type = "CAUSAL_LM"
-    tokenizer_kind = "causal"
-    primary_metric = "perplexity"
-    greater_is_better = False
-    harness = True
+class Documents(DataPart):
+    """Documents to learn every token of, or prompts and the completions to learn (see the module
+    docstring); optionally packed into blocks of `data.max_length` tokens."""
 
-    @classmethod
-    def check_config(cls, cfg) -> list[str]:
-        problems = super().check_config(cfg)
+    schema = CausalLMData
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        problems = []
         d = cfg.data
         if bool(d.prompt_column) != bool(d.completion_column):
             problems.append("prompt/completion data needs both data.prompt_column and data.completion_column "
@@ -144,75 +138,35 @@ class CausalLM(Task):
             problems.append("data.packing needs training.use_cache=false (the default): remove training.use_cache")
         return problems
 
-    # ---- data ------------------------------------------------------------------------------
-    def prompt_completion(self) -> bool:
-        """True for prompt/completion data, False for plain text (check_config wants both or neither)."""
-        return bool(self.cfg.data.prompt_column)
+    def columns(self, job: Job) -> dict[str, str]:
+        """data.KEY -> column: prompt and completion (check_config wants both or neither), else the text."""
+        d = job.cfg.data
+        if d.prompt_column:
+            return {"prompt_column": d.prompt_column, "completion_column": d.completion_column}
+        return {"text_column": d.text_column}
 
-    def text_columns(self) -> list[str]:
-        d = self.cfg.data
-        return [d.prompt_column, d.completion_column] if self.prompt_completion() else [d.text_column]
+    def load(self, job: Job) -> Splits:
+        columns = self.columns(job)
+        return load_checked(job, columns, check=require_texts(*columns.values()))
 
-    def load_data(self) -> Splits:
-        d = self.cfg.data
-        columns = self.text_columns()
-        keys = ["prompt_column", "completion_column"] if self.prompt_completion() else ["text_column"]
-        splits = load_splits(d)
-        for name, ds in splits.items():
-            require_columns(ds, columns, name, splits.sources[name], keys)
-        splits = finish_splits(splits, d, self.cfg.training.seed)
-        for name, ds in splits.items():
-            for col in columns:
-                require_text(ds, col, name)
-        return splits
-
-    def training_texts(self, splits: Splits) -> Iterator[str]:
-        for col in self.text_columns():
+    def training_texts(self, job: Job, splits: Splits) -> Iterator[str]:
+        for col in self.columns(job).values():
             yield from (str(t) for t in splits.train[col])
 
-    # ---- tokenizer and model -----------------------------------------------------------------
-    def load_processing(self, splits: Splits) -> Any:
-        tokenizer = super().load_processing(splits)
-        return ensure_pad_token(tokenizer)
-
-    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"pad_token_id": processing.pad_token_id}
-        if self.cfg.model.from_scratch is not None:
-            kwargs.update(vocab_size=len(processing), bos_token_id=processing.bos_token_id,
-                          eos_token_id=processing.eos_token_id)
-        return kwargs
-
-    def check_positions(self, positions: int) -> None:
-        """Fail before training when the sequences would not fit the model's position table."""
-        if self.cfg.data.max_length > positions:
-            raise ConfigError(f"data.max_length={self.cfg.data.max_length} is longer than the model's {positions} "
+    def check_positions(self, job: Job, positions: int) -> None:
+        if job.cfg.data.max_length > positions:
+            raise ConfigError(f"data.max_length={job.cfg.data.max_length} is longer than the model's {positions} "
                               "positions: lower data.max_length")
 
-    def after_model_load(self, model: Any, processing: Any) -> Any:
-        config = model.config
-        positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-        if positions:
-            self.check_positions(positions)
-        if len(processing) > model.get_input_embeddings().num_embeddings:  # a pad/eos token was added
-            model.resize_token_embeddings(len(processing))
-        generation = getattr(model, "generation_config", None)
-        if generation is not None:
-            generation.pad_token_id = processing.pad_token_id
-            generation.eos_token_id = processing.eos_token_id
-        return model
-
-    # ---- preprocessing ---------------------------------------------------------------------------
-    def preprocess(self, splits: Splits, processing: Any) -> Splits:
-        d = self.cfg.data
+    def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
+        d = job.cfg.data
         tokenize = document_tokenizer(processing, d.max_length, d.text_column, d.prompt_column, d.completion_column)
         key = (f"causal-lm/v{TOKENISATION_VERSION}|{tokenizer_fingerprint(processing)}|{d.text_column}|{d.prompt_column}|"
                f"{d.completion_column}|{d.max_length}|eos={processing.eos_token_id}")
-        features = self.tokenise(splits, tokenize, key)
+        features = job.tokenise(splits, tokenize, key)
         for name, ds in splits.items():
             out = getattr(features, name)
             if len(out) == 0:
-                from ..errors import DataError
-
                 raise DataError(f"no {name} row has a token to train on within data.max_length={d.max_length}: "
                                 "raise data.max_length or shorten the prompts")
             if len(out) < len(ds):
@@ -221,94 +175,60 @@ class CausalLM(Task):
             features.train = pack_dataset(features.train, d.max_length)
         return features
 
-    def data_collator(self, processing: Any) -> Any:
+    def collator(self, job: Job, processing: Any) -> Any:
         return CausalLMCollator(processing.pad_token_id)
 
-    # ---- training ------------------------------------------------------------------------------
-    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
-        from ..preflight import Lengths
+    def defaults(self, job: Job) -> dict[str, Any]:
+        # packed blocks all have the same length already
+        return {} if job.cfg.data.packing else {"train_sampling_strategy": "group_by_length"}
 
-        d = self.cfg.data
+    def token_lengths(self, job: Job, rows: Any, processing: Any) -> list[Lengths]:
+        d = job.cfg.data
         whole = document_tokenizer(processing, 10 ** 9, d.text_column, d.prompt_column, d.completion_column)(rows[:])
         return [Lengths("prompt+completion" if d.prompt_column else d.text_column, [len(x) for x in whole["input_ids"]],
                         d.max_length)]
 
-    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
-        packed = getattr(self.cfg.data, "packing", False)  # DPO's pairs share this class, without packing
-        return self.cfg.data.max_length if packed else super().memory_sequence(model_config, lengths)
+    def memory_sequence(self, job: Job, model_config: Any, lengths: list[Any]) -> int:
+        return job.cfg.data.max_length if job.cfg.data.packing else super().memory_sequence(job, model_config, lengths)
 
-    def training_rows(self, rows: int, lengths: list[Any]) -> int:
-        if not getattr(self.cfg.data, "packing", False) or not lengths or not lengths[0].values:
+    def training_rows(self, job: Job, rows: int, lengths: list[Any]) -> int:
+        if not job.cfg.data.packing or not lengths or not lengths[0].values:
             return rows
-        kept = [min(v, self.cfg.data.max_length) for v in lengths[0].values]
-        return max(1, round(rows * sum(kept) / len(kept) / self.cfg.data.max_length))  # blocks of max_length tokens
+        kept = [min(v, job.cfg.data.max_length) for v in lengths[0].values]
+        return max(1, round(rows * sum(kept) / len(kept) / job.cfg.data.max_length))  # blocks of max_length tokens
 
-    def training_defaults(self) -> dict[str, Any]:
+
+def complete_prompts(job: Job, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, do_sample: bool = False,
+                     temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1, seed: int = 0,
+                     batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
+    """`predict` of every causal-LM task: a continuation of each prompt, which begins a document
+    ([{"input": prompt, "output": continuation}])."""
+    if temperature <= 0:
+        raise ConfigError("--temperature must be above 0 (use --greedy for deterministic output)")
+    if not 0 < top_p <= 1:
+        raise ConfigError("--top-p must be in (0, 1]")
+    texts, _ = job.family.complete(loaded, inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                   temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed,
+                                   batch_size=batch_size)
+    return [{"input": prompt, "output": text.strip()} for prompt, text in zip(inputs, texts)]
+
+
+class LanguageModeling(Objective):
+    """Next-token cross-entropy; evaluation reports perplexity, predict continues prompts."""
+
+    primary_metric = "perplexity"
+    greater_is_better = False
+    harness = True
+
+    def defaults(self, job: Job) -> dict[str, Any]:
         # Only the loss is needed for perplexity: never gather vocabulary-sized logits.
-        out: dict[str, Any] = {"prediction_loss_only": True, "remove_unused_columns": False}
-        if not self.cfg.data.packing:  # packed blocks all have the same length already
-            out["train_sampling_strategy"] = "group_by_length"
-        return out
+        return {"prediction_loss_only": True, "remove_unused_columns": False}
 
     def trainer_class(self) -> Any:
         return _causal_lm_trainer_class()
 
-    # ---- after training --------------------------------------------------------------------------
-    def load_trained_processing(self, path: str | Path) -> Any:
-        return ensure_pad_token(super().load_trained_processing(path))
-
-    def predict(self, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, do_sample: bool = False,
-                temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1, seed: int = 0,
-                batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
-        """Generate a continuation of each prompt: [{"input": prompt, "output": continuation}]."""
-        import torch
-        from transformers import set_seed
-
-        if temperature <= 0:
-            raise ConfigError("--temperature must be above 0 (use --greedy for deterministic output)")
-        if not 0 < top_p <= 1:
-            raise ConfigError("--top-p must be in (0, 1]")
-        tokenizer, model = loaded.processing, loaded.model
-        tokenizer.padding_side = "left"  # generation continues from the right end of every row
-        set_seed(seed)
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample,
-                                   "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
-        if do_sample:
-            options.update(temperature=temperature, top_p=top_p)
-        results = []
-        for first in range(0, len(inputs), batch_size):
-            prompts = inputs[first:first + batch_size]
-            rows = [ids or [start] for ids in encode_starts(tokenizer, prompts)]
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-            with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=mask, **options)
-            for prompt, row in zip(prompts, out[:, width:]):
-                results.append({"input": prompt, "output": tokenizer.decode(row, skip_special_tokens=True).strip()})
-        return results
-
-
-def ensure_pad_token(tokenizer: Any) -> Any:
-    """Give a tokenizer without a pad token one: its eos token (GPT-2), else a new `<|endoftext|>`
-    used as eos and pad (the model's embeddings are then resized in `after_model_load`)."""
-    if tokenizer.eos_token is None:
-        tokenizer.add_special_tokens({"eos_token": "<|endoftext|>"})
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def encode_starts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """Token ids of texts that begin a document: the tokenizer's own special tokens, and the bos
-    token in front where the tokenizer adds none (GPT-2's `<|endoftext|>`), so that the first
-    words of a document are learned (and generated from an empty prompt) in their own context."""
-    bos = tokenizer.bos_token_id
-    rows = tokenizer(texts)["input_ids"]
-    if bos is None:
-        return rows
-    return [ids if ids[:1] == [bos] else [bos] + ids for ids in rows]
+    def predict(self, job: Job, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
+        return complete_prompts(job, loaded, inputs, **options)
 
 
 def document_tokenizer(tokenizer: Any, max_length: int, text_column: str, prompt_column: Optional[str],
@@ -346,3 +266,12 @@ def pack_dataset(ds: Any, block_size: int) -> Any:
     from datasets import Dataset
 
     return Dataset.from_dict(pack_documents(ds["input_ids"], ds["labels"], block_size))
+
+
+TASK = Task(
+    name="causal-lm",
+    family=CausalLMFamily(),
+    data=Documents(),
+    objective=LanguageModeling(),
+    card=CardInfo("text-generation", "Text Generation"),
+)

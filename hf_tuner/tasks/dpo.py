@@ -7,76 +7,85 @@ reward margin, and the DPO loss. A trained policy generates like any causal LM (
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from ..data import Splits
 from ..errors import ConfigError
-from .causal_lm import CausalLM
-from .preference import PreferenceData, PreferencePairs
+from .base import CardInfo, Job, Loaded, Objective, Task, fit_tokenizer, rounded
+from .causal_lm import complete_prompts
+from .families import CausalLMFamily
+from .preference import PreferencePairs
 
 # TRL's eval metric names -> the names hf-tuner reports
 METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
                 "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected", "loss": "loss",
                 "logps/chosen": "logp_chosen", "logps/rejected": "logp_rejected"}
-DEFAULT_LEARNING_RATE = {"full": 5e-6, "lora": 5e-5}
 
 
-class DPO(PreferencePairs, CausalLM):
-    name = "dpo"
+class DPOObjective(Objective):
+    """TRL's DPO loss against a frozen reference (a copy of the start, or the adapter switched off)."""
+
     arguments = "trl:DPOConfig"
-    data_schema = PreferenceData
     primary_metric = "reward_accuracy"
     greater_is_better = True
-    model_kinds = ("causal-lm", "dpo", "grpo", "rloo")
+    learning_rates = {"full": 5e-6, "lora": 5e-5}
     eval_training_keys = ("beta", "loss_type", "label_smoothing")
 
-    @classmethod
-    def check_config(cls, cfg) -> list[str]:
-        return super(CausalLM, cls).check_config(cfg)  # CausalLM's checks are about its own data keys
+    def frozen_copies(self, job: Job) -> int:
+        return 1 if job.cfg.method.name == "full" else 0  # LoRA's reference is the adapter switched off
 
-    def default_learning_rate(self) -> float:
-        return DEFAULT_LEARNING_RATE[self.cfg.method.name]
+    def defaults(self, job: Job) -> dict[str, Any]:
+        return {"max_length": job.cfg.data.max_length}
 
-    def frozen_copies(self) -> int:
-        return 1 if self.cfg.method.name == "full" else 0  # LoRA's reference is the adapter switched off
+    def build_trainer(self, job: Job, args: Any, model: Any, processing: Any, features: Splits,
+                      reference: Any = None) -> Any:
+        import copy
 
-    def preprocess(self, splits: Splits, processing: Any) -> Splits:
-        return splits  # DPOTrainer tokenises prompt / chosen / rejected itself (and caches it)
-
-    def training_defaults(self) -> dict[str, Any]:
-        return {"max_length": self.cfg.data.max_length}
-
-    def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
         from trl import DPOTrainer
 
         from ..modeling import is_peft
 
-        # `hf-tuner eval` has no train split, and DPOTrainer wants one: the evaluated split stands in (never trained on)
-        return DPOTrainer(model=model, ref_model=None if is_peft(model) else self.reference_model(model), args=args,
-                          train_dataset=train_dataset if train_dataset is not None else eval_dataset,
-                          eval_dataset=eval_dataset, processing_class=processing)
+        if reference is None and not is_peft(model):
+            reference = copy.deepcopy(model).eval()
+        return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=features.train,
+                          eval_dataset=features.validation, processing_class=processing)
 
-    def reference_model(self, model: Any) -> Any:
-        """The frozen reference of full fine-tuning: a copy of the starting model; when evaluating a
-        finished run (`hf-tuner eval`), the checkpoint that run started from."""
-        import copy
+    def evaluator(self, job: Job, args: Any, model: Any, processing: Any, features: Splits,
+                  start: Optional[Any] = None) -> Any:
+        """DPOTrainer in evaluation mode, against the checkpoint the run started from (`start`; a
+        plain model is its own reference). DPOTrainer insists on a train set: the evaluated split
+        stands in for it, and is never trained on."""
+        from ..modeling import is_peft
 
-        if self.run_cfg is None:
-            return copy.deepcopy(model).eval()
-        start = self.run_cfg.model
+        reference = None if is_peft(model) or start is None else self.reference(job, start, model, processing)
+        stand_in = Splits(features.validation, features.validation, None, dict(features.sources), list(features.notes))
+        return self.build_trainer(job, args, model, processing, stand_in, reference)
+
+    def reference(self, job: Job, start: Any, model: Any, processing: Any) -> Any:
+        """The model a finished run started from (its `model:` section), fitted to the run's tokenizer."""
         if start.from_scratch is not None:
             raise ConfigError("this DPO run started from a model built from scratch, which was not saved: there is "
                               "no reference model to evaluate it against")
         from ..modeling import load_config_for, load_model
 
-        reference = load_model(self.auto_class(), start, load_config_for(start, pad_token_id=model.config.pad_token_id))
-        vocab = model.get_input_embeddings().num_embeddings
-        if reference.get_input_embeddings().num_embeddings != vocab:  # a pad token was added to the tokenizer
-            reference.resize_token_embeddings(vocab)
-        return reference.eval()
+        reference = load_model(job.family.auto_class(), start, load_config_for(start, pad_token_id=model.config.pad_token_id))
+        return fit_tokenizer(reference, processing).eval()  # a pad token may have been added to the tokenizer
 
-    def evaluate(self, trainer: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
+    def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         from ..metrics import strip_metrics
 
-        raw = strip_metrics(trainer.evaluate(eval_dataset=getattr(features, split), metric_key_prefix="eval"), "eval")
-        return {METRIC_NAMES[k]: round(v, 6) for k, v in raw.items() if k in METRIC_NAMES}
+        raw = strip_metrics(runner.evaluate(eval_dataset=getattr(features, split), metric_key_prefix="eval"), "eval")
+        return rounded({METRIC_NAMES[k]: v for k, v in raw.items() if k in METRIC_NAMES})
+
+    def predict(self, job: Job, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
+        return complete_prompts(job, loaded, inputs, **options)
+
+
+TASK = Task(
+    name="dpo",
+    family=CausalLMFamily(),
+    data=PreferencePairs(),
+    objective=DPOObjective(),
+    card=CardInfo("text-generation", "Text Generation"),
+    model_kinds=("causal-lm", "dpo", "grpo", "rloo"),
+)

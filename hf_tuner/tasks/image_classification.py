@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import DataConfig, LabelledData
-from ..data import FILE_BUILDERS, Splits, encode_labels, finish_splits, load_splits, require_columns
+from ..data import FILE_BUILDERS, Splits
 from ..errors import ConfigError, DataError
 from ..packaged import is_packaged, resolve_dataset
-from .base import CardInfo, ClassifierTask, Loaded
+from .base import CardInfo, DataPart, Family, Job, Loaded, Task, load_checked
+from .classification import Classification
 
 DEFAULT_IMAGE_SIZE = 224  # ViT's default when neither model.image_size nor from_scratch.image_size says
 CROP_SCALE = (0.5, 1.0)  # augmentation: the random crop keeps 50-100% of the image area
@@ -34,57 +35,21 @@ class ImageClassificationData(LabelledData, DataConfig):
     augment: bool = False
 
 
-class ImageClassification(ClassifierTask):
-    name = "image-classification"
-    data_schema = ImageClassificationData
-    card = CardInfo("image-classification", "Image Classification")
-    # the raw image column must reach the transform; the Trainer would drop it otherwise
-    defaults = {"remove_unused_columns": False, "label_names": ["labels"]}
+class ViTFamily(Family):
+    """`AutoModelForImageClassification` (ViT family) with its image processor: the checkpoint's, or
+    a ViT one built from the image size."""
+
     auto_model = "AutoModelForImageClassification"
+    processor = "AutoImageProcessor"
     needs_tokenizer = False
     peft_task_type = None  # peft has no TaskType for image classification ...
-    lora_modules_to_save = ["classifier"]  # ... so the new head is listed to train fully
+    lora_modules_to_save = ("classifier",)  # ... so the new head is listed to train fully
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.num_channels = 3
-
-    # ---- data --------------------------------------------------------------------------------
-    def load_data(self) -> Splits:
-        d = self.cfg.data
-        if self.cfg.method.name == "lora" and self.cfg.model.from_scratch is not None and not self.cfg.method.save_merged:
-            raise ConfigError(
-                "method.save_merged=false keeps only the LoRA adapter, but a model built from scratch has no "
-                "saved base model to load it onto: keep method.save_merged=true"
-            )
-        splits = load_splits(d)
-        for name, ds in splits.items():
-            source = splits.sources[name]
-            require_columns(ds, [d.image_column], name, source, ["image_column"])
-            if d.label_column not in ds.column_names and _is_folder(self._spec_of(name)):
-                raise DataError(
-                    f"the {name} image folder ({source}) has no class sub-folders: put each class's images "
-                    "in a sub-folder named after the class"
-                )
-        splits = splits.map(lambda name, ds: as_image_column(ds, d.image_column, _base_dir(self._spec_of(name)), name))
-        splits, self.labels = encode_labels(splits, d.label_column, d.labels)
-        splits = finish_splits(splits, d, self.cfg.training.seed, stratify="labels")
-        for name, ds in splits.items():
-            check_images(ds, d.image_column, name)
-        return splits
-
-    def _spec_of(self, split: str) -> str:
-        """The data source a split was read from (a split carved from train reads train's)."""
-        d = self.cfg.data
-        return {"validation": d.validation, "test": d.test}.get(split) or d.train
-
-    # ---- processor and model -----------------------------------------------------------------
-    def load_processing(self, splits: Splits) -> Any:
-        """The image processor: the checkpoint's, or a ViT one built from the image size."""
-        m = self.cfg.model
+    def build_processing(self, job: Job, splits: Splits) -> Any:
+        m = job.cfg.model
         if m.from_scratch is not None:
             channels = int(m.from_scratch.overrides().get("num_channels", 3))
-            return build_image_processor(self._scratch_image_size(), channels)
+            return build_image_processor(scratch_image_size(job), channels)
         from transformers import AutoConfig, AutoImageProcessor
 
         from ..modeling import describe_load_error, model_source
@@ -108,68 +73,19 @@ class ImageClassification(ClassifierTask):
             )
         return processor
 
-    def _scratch_image_size(self) -> int:
-        m = self.cfg.model
-        own = m.from_scratch.overrides().get("image_size")
-        if m.image_size and own and int(own) != m.image_size:
-            raise ConfigError(
-                f"model.image_size={m.image_size} but model.from_scratch.image_size={own}: set one of them"
-            )
-        return int(m.image_size or own or DEFAULT_IMAGE_SIZE)
+    def config_kwargs(self, job: Job, splits: Splits, processing: Any) -> dict[str, Any]:
+        return {"image_size": scratch_image_size(job)} if job.cfg.model.from_scratch is not None else {}
 
-    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        kwargs = super().model_config_kwargs(splits, processing)
-        if self.cfg.model.from_scratch is not None:
-            kwargs["image_size"] = self._scratch_image_size()
-        return kwargs
-
-    def after_model_load(self, model: Any, processing: Any) -> Any:
-        self.num_channels = int(getattr(model.config, "num_channels", 3))
+    def fix_up(self, job: Job, model: Any, processing: Any) -> Any:
+        channels = int(getattr(model.config, "num_channels", 3))
+        job.state["num_channels"] = channels
         mean = getattr(processing, "image_mean", None)
-        if isinstance(mean, (list, tuple)) and len(mean) != self.num_channels:
+        if isinstance(mean, (list, tuple)) and len(mean) != channels:
             raise ConfigError(
-                f"the model takes {self.num_channels}-channel images but the image processor normalises "
+                f"the model takes {channels}-channel images but the image processor normalises "
                 f"{len(mean)} channels: make model.from_scratch.num_channels match the processor"
             )
         return model
-
-    # ---- features ----------------------------------------------------------------------------
-    def preprocess(self, splits: Splits, processing: Any) -> Splits:
-        d = self.cfg.data
-        mode = image_mode(self.num_channels)
-
-        def attach(name: str, ds: Any) -> Any:
-            augment = d.augment and name == "train"
-            return ds.with_transform(ImageTransform(processing, d.image_column, mode, augment))
-
-        return splits.map(attach)  # nothing is cached: images are processed on the fly
-
-    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
-        patch = getattr(model_config, "patch_size", None)
-        size = getattr(model_config, "image_size", None)
-        return (size // patch) ** 2 + 1 if patch and size else 1  # patches + [CLS]
-
-    def data_collator(self, processing: Any) -> Any:
-        return collate_images
-
-    # ---- after training ----------------------------------------------------------------------
-    def load_trained_processing(self, path: str | Path) -> Any:
-        from ..modeling import load_processing
-
-        return load_processing("AutoImageProcessor", path)
-
-    def predict(self, loaded: Loaded, inputs: list[str], top_k: int = 3, batch_size: int = 32, **_: Any) -> list[dict[str, Any]]:
-        """Classify image files: the top-k labels with probabilities for each path."""
-        for item in inputs:
-            if not Path(item).expanduser().is_file():
-                raise DataError(f"image not found: {item} (predict takes paths of image files)")
-        mode = image_mode(int(getattr(loaded.model.config, "num_channels", 3)))
-
-        def encode(batch: list[str]) -> dict[str, Any]:
-            images = [open_image({"path": str(Path(p).expanduser()), "bytes": None}, mode, p) for p in batch]
-            return {"pixel_values": loaded.processing(images, return_tensors="pt")["pixel_values"]}
-
-        return self.classify(loaded, inputs, encode, top_k, batch_size)
 
     def probe_inputs(self, loaded: Loaded) -> dict[str, Any]:
         """Random images of the model's size and channels."""
@@ -180,6 +96,87 @@ class ImageClassification(ClassifierTask):
         size = size if isinstance(size, int) else size[0]
         generator = torch.Generator().manual_seed(0)
         return {"pixel_values": torch.rand(3, getattr(config, "num_channels", 3), size, size, generator=generator)}
+
+
+def scratch_image_size(job: Job) -> int:
+    """The image side of a ViT built from scratch (model.image_size or from_scratch.image_size)."""
+    m = job.cfg.model
+    own = m.from_scratch.overrides().get("image_size")
+    if m.image_size and own and int(own) != m.image_size:
+        raise ConfigError(
+            f"model.image_size={m.image_size} but model.from_scratch.image_size={own}: set one of them"
+        )
+    return int(m.image_size or own or DEFAULT_IMAGE_SIZE)
+
+
+class LabelledImages(DataPart):
+    """An image (a file, a folder of class folders, a Hub image column) and a label per row; every
+    image checked when loaded, decoded and processed on the fly."""
+
+    schema = ImageClassificationData
+
+    def load(self, job: Job) -> Splits:
+        d, cfg = job.cfg.data, job.cfg
+        if cfg.method.name == "lora" and cfg.model.from_scratch is not None and not cfg.method.save_merged:
+            raise ConfigError(
+                "method.save_merged=false keeps only the LoRA adapter, but a model built from scratch has no "
+                "saved base model to load it onto: keep method.save_merged=true"
+            )
+
+        def spec_of(split: str) -> str:
+            """The data source a split was read from (a split carved from train reads train's)."""
+            return {"validation": d.validation, "test": d.test}.get(split) or d.train
+
+        def as_images(name: str, ds: Any) -> Any:
+            if d.label_column not in ds.column_names and _is_folder(spec_of(name)):
+                raise DataError(
+                    f"the {name} image folder ({spec_of(name)}) has no class sub-folders: put each class's images "
+                    "in a sub-folder named after the class"
+                )
+            return as_image_column(ds, d.image_column, _base_dir(spec_of(name)), name)
+
+        return load_checked(job, {"image_column": d.image_column}, after=as_images, label_column=d.label_column,
+                            check=lambda name, ds: check_images(ds, d.image_column, name))
+
+    def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
+        d = job.cfg.data
+        mode = image_mode(job.state.get("num_channels", 3))
+
+        def attach(name: str, ds: Any) -> Any:
+            augment = d.augment and name == "train"
+            return ds.with_transform(ImageTransform(processing, d.image_column, mode, augment))
+
+        return splits.map(attach)  # nothing is cached: images are processed on the fly
+
+    def collator(self, job: Job, processing: Any) -> Any:
+        return collate_images
+
+    def defaults(self, job: Job) -> dict[str, Any]:
+        # the raw image column must reach the transform; the Trainer would drop it otherwise
+        return {"remove_unused_columns": False, "label_names": ["labels"]}
+
+    def memory_sequence(self, job: Job, model_config: Any, lengths: list[Any]) -> int:
+        patch = getattr(model_config, "patch_size", None)
+        size = getattr(model_config, "image_size", None)
+        return (size // patch) ** 2 + 1 if patch and size else 1  # patches + [CLS]
+
+    def encode_inputs(self, job: Job, loaded: Loaded, batch: list[str]) -> dict[str, Any]:
+        """Image files -> `pixel_values` (a missing file is a DataError naming it)."""
+        for item in batch:
+            if not Path(item).expanduser().is_file():
+                raise DataError(f"image not found: {item} (predict takes paths of image files)")
+        mode = image_mode(int(getattr(loaded.model.config, "num_channels", 3)))
+        images = [open_image({"path": str(Path(p).expanduser()), "bytes": None}, mode, p) for p in batch]
+        return {"pixel_values": loaded.processing(images, return_tensors="pt")["pixel_values"]}
+
+
+TASK = Task(
+    name="image-classification",
+    family=ViTFamily(),
+    data=LabelledImages(),
+    objective=Classification(),
+    card=CardInfo("image-classification", "Image Classification"),
+)
 
 
 # ------------------------------------------------------------------------------ data helpers

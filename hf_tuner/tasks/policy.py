@@ -17,20 +17,20 @@ word bigrams / all bigrams: a policy that games the reward by repeating itself s
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import Field
 
-from ..config import DataConfig
-from ..data import Splits, finish_splits, load_splits, require_columns, require_text
+from ..config import DataConfig, RunConfig
+from ..data import Lengths, Splits, require_text
 from ..errors import ConfigError, DataError
-from ..rewards import RewardSpec
-from .causal_lm import CausalLM
+from .base import Bare, CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, model_of, rounded, trl_setting
+from .causal_lm import complete_prompts
+from .families import CausalLMFamily
+from .rewards import RewardSpec
 
-DEFAULT_LEARNING_RATE = {"full": 1e-5, "lora": 1e-4}
-SAMPLES = {"before": "samples_before.jsonl", "after": "samples_after.jsonl"}
-REWARD_PLOT = "reward.png"
 
 
 class PromptData(DataConfig):
@@ -48,142 +48,45 @@ def distinct_2(texts: list[str]) -> float:
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
-class PolicyOptimization(CausalLM):
-    """What GRPO and RLOO share; a subclass names its TRL trainer and config."""
+class Prompts(DataPart):
+    """Prompts to complete (`prompt` after loading), plus any columns the reward functions read;
+    prompts longer than `data.max_prompt_length` tokens are dropped, or cut."""
 
-    data_schema = PromptData
-    primary_metric = "mean_reward"
-    greater_is_better = True
-    harness = True
-    model_kinds = ("causal-lm", "dpo", "grpo", "rloo")
-    sections = {"reward": (list[RewardSpec], ...)}
-    eval_training_keys = ("max_completion_length", "temperature", "top_p", "top_k", "repetition_penalty", "reward_weights")
-    trainer_name = ""  # the TRL trainer class
+    schema = PromptData
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self._rewards: Optional[list[Any]] = None
-        self.samples: dict[str, list[dict[str, Any]]] = {}
+    def load(self, job: Job) -> Splits:
+        d = job.cfg.data
 
-    # ---- recipe ------------------------------------------------------------------------------
-    @classmethod
-    def check_config(cls, cfg) -> list[str]:
-        # (run folders named in the recipe are checked when loaded: a recipe stays valid before they exist)
-        problems = super(CausalLM, cls).check_config(cfg)
-        extra = cfg.training.model_extra or {}
-        if not cfg.reward:
-            problems.append("reward: the list is empty: name at least one reward (model, model + label, or function)")
-        if extra.get("reward_weights") is not None:
-            problems.append("set each reward's weight in reward[].weight, not training.reward_weights")
-        generations = cls.setting(cfg, "num_generations")
-        per_step = extra.get("generation_batch_size") or (
-            cfg.training.per_device_train_batch_size * extra.get("steps_per_generation", cfg.training.gradient_accumulation_steps))
-        if generations < 2:
-            problems.append(f"training.num_generations={generations}: a group needs at least 2 completions per prompt")
-        elif per_step % generations:
-            problems.append(f"{per_step} completions per generation step (training.generation_batch_size, or "
-                            f"per_device_train_batch_size x steps_per_generation) is not divisible by "
-                            f"training.num_generations={generations}: make it a multiple")
-        beta = cls.setting(cfg, "beta")
-        if beta and cfg.model.from_scratch is not None:
-            problems.append(f"training.beta={beta} needs a reference model, and a policy built from scratch has none "
-                            "saved: start from a trained run (model.name_or_path) or set training.beta=0")
-        return problems
+        def no_clash(name: str, ds: Any) -> Any:
+            if d.prompt_column != "prompt" and "prompt" in ds.column_names:
+                raise DataError(f"the {name} data has a 'prompt' column besides data.prompt_column="
+                                f"{d.prompt_column}: rename or drop one")
+            return ds.rename_column(d.prompt_column, "prompt") if d.prompt_column != "prompt" else ds
 
-    @classmethod
-    def setting(cls, cfg, name: str) -> Any:
-        """A TRL config value of the recipe: what `training:` sets, else the config class's default."""
-        from ..arguments import import_object
-
-        extra = cfg.training.model_extra or {}
-        return extra[name] if name in extra else import_object(cls.arguments).__dataclass_fields__[name].default
-
-    def default_learning_rate(self) -> float:
-        return DEFAULT_LEARNING_RATE[self.cfg.method.name]
-
-    def training_defaults(self) -> dict[str, Any]:
-        return {
-            "eval_strategy": "no",  # held-out completions are scored before and after training instead
-            "logging_steps": 5,
-            "reward_weights": [spec.weight for spec in self.cfg.reward],
-        }
-
-    # ---- data --------------------------------------------------------------------------------
-    def load_data(self) -> Splits:
-        d = self.cfg.data
-        splits = load_splits(d)
-        for name, ds in splits.items():
-            require_columns(ds, [d.prompt_column], name, splits.sources[name], ["prompt_column"])
-            if d.prompt_column != "prompt":
-                if "prompt" in ds.column_names:
-                    raise DataError(f"the {name} data has a 'prompt' column besides data.prompt_column="
-                                    f"{d.prompt_column}: rename or drop one")
-        splits = splits.map(lambda name, ds: ds.rename_column(d.prompt_column, "prompt") if d.prompt_column != "prompt" else ds)
-        splits = finish_splits(splits, d, self.cfg.training.seed)
-        for name, ds in splits.items():
+        def check(name: str, ds: Any) -> None:
             if isinstance(ds[0]["prompt"], str):
                 require_text(ds, "prompt", name)
-        return splits
 
-    def training_texts(self, splits: Splits):
+        return load_checked(job, {"prompt_column": d.prompt_column}, after=no_clash, check=check)
+
+    def training_texts(self, job: Job, splits: Splits):
         yield from (str(p) for p in splits.train["prompt"])
 
-    def check_positions(self, positions: int) -> None:
-        completion = self.setting(self.cfg, "max_completion_length")
-        needed = self.cfg.data.max_prompt_length + completion
+    def check_positions(self, job: Job, positions: int) -> None:
+        completion = trl_setting(job.cfg, job.objective.arguments, "max_completion_length")
+        needed = job.cfg.data.max_prompt_length + completion
         if needed > positions:
-            raise ConfigError(f"data.max_prompt_length ({self.cfg.data.max_prompt_length}) + training.max_completion_length "
+            raise ConfigError(f"data.max_prompt_length ({job.cfg.data.max_prompt_length}) + training.max_completion_length "
                               f"({completion}) = {needed} tokens, more than the model's {positions} positions: "
                               "lower one of them")
 
-    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
-        from ..preflight import Lengths
-
-        d = self.cfg.data
-        ids = processing([str(p) for p in rows["prompt"]], add_special_tokens=False)["input_ids"]
-        return [Lengths("prompt", [len(x) for x in ids], d.max_prompt_length, "cut" if d.truncate_prompts else "dropped")]
-
-    def memory_sequence(self, model_config: Any, lengths: list[Any]) -> int:
-        kept = [l.longest_kept() for l in lengths]
-        return (max(kept) if kept else self.cfg.data.max_prompt_length) + self.setting(self.cfg, "max_completion_length")
-
-    def frozen_copies(self) -> int:
-        return 1 if self.setting(self.cfg, "beta") and self.cfg.method.name == "full" else 0
-
-    def training_rows(self, rows: int, lengths: list[Any]) -> int:
-        return rows * self.setting(self.cfg, "num_generations")  # each prompt is completed num_generations times
-
-    def load_model(self, splits: Splits, processing: Any) -> Any:
-        model = super().load_model(splits, processing)
-        self.check_rewards(splits)
-        return model
-
-    @property
-    def rewards(self) -> list[Any]:
-        """The recipe's rewards as TRL reward functions (loaded once)."""
-        if self._rewards is None:
-            from ..rewards import build_rewards
-
-            self._rewards = build_rewards(self.cfg.reward)
-        return self._rewards
-
-    def check_rewards(self, splits: Splits) -> None:
-        """Call every reward on two held-out prompts, so a broken function fails in `validate`."""
-        from ..rewards import total_reward
-
-        rows = splits.validation.select(range(min(2, len(splits.validation))))
-        prompts = list(rows["prompt"])
-        columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
-        total_reward(self.rewards, [s.weight for s in self.cfg.reward], prompts, [" ok"] * len(prompts),
-                     completion_ids=[[0]] * len(prompts), **columns)
-
-    def preprocess(self, splits: Splits, processing: Any) -> Splits:
-        limit = self.cfg.data.max_prompt_length
+    def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
+        limit = job.cfg.data.max_prompt_length
         dropped: dict[str, int] = {}
 
         def fits(name: str, ds: Any) -> Any:
             rows = processing([str(p) for p in ds["prompt"]], add_special_tokens=False)["input_ids"]
-            if self.cfg.data.truncate_prompts:
+            if job.cfg.data.truncate_prompts:
                 cut = [processing.decode(ids[:limit]).strip() if len(ids) > limit else None for ids in rows]
                 if any(c is not None for c in cut):
                     ds = ds.map(lambda row, i: {"prompt": cut[i] if cut[i] is not None else row["prompt"]},
@@ -203,37 +106,113 @@ class PolicyOptimization(CausalLM):
             features.notes.append(f"{name}: dropped {n} prompts longer than data.max_prompt_length={limit} tokens")
         return features
 
-    # ---- training ----------------------------------------------------------------------------
-    def build_trainer(self, args: Any, model: Any, processing: Any, train_dataset: Any, eval_dataset: Any) -> Any:
-        if train_dataset is None:  # `hf-tuner eval`: only generation and the rewards are needed
-            from transformers import Trainer
+    def token_lengths(self, job: Job, rows: Any, processing: Any) -> list[Lengths]:
+        d = job.cfg.data
+        ids = processing([str(p) for p in rows["prompt"]], add_special_tokens=False)["input_ids"]
+        return [Lengths("prompt", [len(x) for x in ids], d.max_prompt_length, "cut" if d.truncate_prompts else "dropped")]
 
-            return Trainer(model=model, args=args, processing_class=processing)
+    def memory_sequence(self, job: Job, model_config: Any, lengths: list[Any]) -> int:
+        kept = [l.longest_kept() for l in lengths]
+        completion = trl_setting(job.cfg, job.objective.arguments, "max_completion_length")
+        return (max(kept) if kept else job.cfg.data.max_prompt_length) + completion
+
+    def training_rows(self, job: Job, rows: int, lengths: list[Any]) -> int:
+        # each prompt is completed num_generations times
+        return rows * trl_setting(job.cfg, job.objective.arguments, "num_generations")
+
+
+@dataclass(frozen=True)
+class PolicyOptimization(Objective):
+    """TRL's GRPO or RLOO against the recipe's `reward:` list; held-out completions scored before and
+    after training (samples, mean reward, distinct-2) and a reward plot."""
+
+    trainer: str = "GRPOTrainer"  # the TRL trainer class ...
+    arguments: str = "trl:GRPOConfig"  # ... and its arguments class
+    primary_metric = "mean_reward"
+    greater_is_better = True
+    harness = True
+    learning_rates = {"full": 1e-5, "lora": 1e-4}
+    sections = {"reward": (list[RewardSpec], ...)}
+    eval_training_keys = ("max_completion_length", "temperature", "top_p", "top_k", "repetition_penalty", "reward_weights")
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        # (run folders named in the recipe are checked when loaded: a recipe stays valid before they exist)
+        problems = []
+        extra = cfg.training.model_extra or {}
+        if not cfg.reward:
+            problems.append("reward: the list is empty: name at least one reward (model, model + label, or function)")
+        if extra.get("reward_weights") is not None:
+            problems.append("set each reward's weight in reward[].weight, not training.reward_weights")
+        generations = trl_setting(cfg, self.arguments, "num_generations")
+        per_step = extra.get("generation_batch_size") or (
+            cfg.training.per_device_train_batch_size * extra.get("steps_per_generation", cfg.training.gradient_accumulation_steps))
+        if generations < 2:
+            problems.append(f"training.num_generations={generations}: a group needs at least 2 completions per prompt")
+        elif per_step % generations:
+            problems.append(f"{per_step} completions per generation step (training.generation_batch_size, or "
+                            f"per_device_train_batch_size x steps_per_generation) is not divisible by "
+                            f"training.num_generations={generations}: make it a multiple")
+        beta = trl_setting(cfg, self.arguments, "beta")
+        if beta and cfg.model.from_scratch is not None:
+            problems.append(f"training.beta={beta} needs a reference model, and a policy built from scratch has none "
+                            "saved: start from a trained run (model.name_or_path) or set training.beta=0")
+        return problems
+
+    def defaults(self, job: Job) -> dict[str, Any]:
+        return {
+            "eval_strategy": "no",  # held-out completions are scored before and after training instead
+            "logging_steps": 5,
+            "reward_weights": [spec.weight for spec in job.cfg.reward],
+        }
+
+    def frozen_copies(self, job: Job) -> int:
+        return 1 if trl_setting(job.cfg, self.arguments, "beta") and job.cfg.method.name == "full" else 0
+
+    def rewards(self, job: Job) -> list[Any]:
+        """The recipe's rewards as TRL reward functions (loaded once per job)."""
+        if "rewards" not in job.state:
+            from .rewards import build_rewards
+
+            job.state["rewards"] = build_rewards(job.cfg.reward)
+        return job.state["rewards"]
+
+    def prepare(self, job: Job, splits: Splits) -> None:
+        """Load the rewards and call each on two held-out prompts, so a broken one fails in `validate`."""
+        from .rewards import total_reward
+
+        rows = splits.validation.select(range(min(2, len(splits.validation))))
+        prompts = list(rows["prompt"])
+        columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
+        total_reward(self.rewards(job), [s.weight for s in job.cfg.reward], prompts, [" ok"] * len(prompts),
+                     completion_ids=[[0]] * len(prompts), **columns)
+
+    def build_trainer(self, job: Job, args: Any, model: Any, processing: Any, features: Splits) -> Any:
         import trl
 
-        trainer_cls = getattr(trl, self.trainer_name)
-        return trainer_cls(model=model, reward_funcs=self.rewards, args=args, train_dataset=train_dataset,
-                           processing_class=processing)
+        return getattr(trl, self.trainer)(model=model, reward_funcs=self.rewards(job), args=args,
+                                          train_dataset=features.train, processing_class=processing)
 
-    def evaluate(self, trainer: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
+    def evaluator(self, job: Job, args: Any, model: Any, processing: Any, features: Splits,
+                  start: Optional[Any] = None) -> Any:
+        return Bare(model, processing, args)  # only generation and the rewards are needed
+
+    def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         """Complete the held-out prompts, score them with the rewards, keep the samples."""
-        from ..rewards import total_reward
+        from .rewards import total_reward
 
         ds = getattr(features, split)
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        tokenizer = trainer.processing_class
-        args = trainer.args
+        args = runner.args
         prompts = list(ds["prompt"])
-        completions, lengths = generate(model, tokenizer, prompts, seed=self.cfg.training.seed,
-                                        max_new_tokens=getattr(args, "max_completion_length", 64),
-                                        temperature=getattr(args, "temperature", 1.0), top_p=getattr(args, "top_p", 1.0),
-                                        top_k=getattr(args, "top_k", 0) or None,
-                                        repetition_penalty=getattr(args, "repetition_penalty", 1.0))
+        completions, lengths = job.family.complete(
+            Loaded(model_of(runner), runner.processing_class, ""), prompts, seed=job.cfg.training.seed, do_sample=True,
+            max_new_tokens=getattr(args, "max_completion_length", 64), temperature=getattr(args, "temperature", 1.0),
+            top_p=getattr(args, "top_p", 1.0), top_k=getattr(args, "top_k", 0) or None,
+            repetition_penalty=getattr(args, "repetition_penalty", 1.0), batch_size=32, document_start=False)
         columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
-        weights = [s.weight for s in self.cfg.reward]
-        totals, per = total_reward(self.rewards, weights, prompts, completions, completion_ids=[[0] * n for n in lengths],
-                                   **columns)
-        self.samples[phase] = [
+        weights = [s.weight for s in job.cfg.reward]
+        totals, per = total_reward(self.rewards(job), weights, prompts, completions,
+                                   completion_ids=[[0] * n for n in lengths], **columns)
+        job.state.setdefault("samples", {})[phase] = [
             {"prompt": p, "completion": c, "reward": round(t, 6), **{f"reward/{k}": v[i] for k, v in per.items()}}
             for i, (p, c, t) in enumerate(zip(prompts, completions, totals))
         ]
@@ -243,66 +222,23 @@ class PolicyOptimization(CausalLM):
             metrics[f"reward/{name}"] = sum(known) / len(known) if known else None
         metrics["mean_length"] = sum(lengths) / len(lengths)
         metrics["distinct_2"] = distinct_2(completions)
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+        return rounded(metrics)
 
-    def write_artifacts(self, run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:
+    def write_artifacts(self, job: Job, run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:
+        from .. import rundir
+
         written = []
-        for phase, name in SAMPLES.items():
-            if phase in self.samples:
-                (run_dir / name).write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.samples[phase]),
-                                            encoding="utf-8")
+        for phase, name in rundir.SAMPLES.items():
+            if phase in job.state.get("samples", {}):
+                (run_dir / name).write_text("".join(json.dumps(s, ensure_ascii=False) + "\n"
+                                                    for s in job.state["samples"][phase]), encoding="utf-8")
                 written.append(name)
-        if plot_reward(log_history, run_dir / REWARD_PLOT):
-            written.append(REWARD_PLOT)
+        if plot_reward(log_history, run_dir / rundir.REWARD_PLOT):
+            written.append(rundir.REWARD_PLOT)
         return written
 
-
-class GRPO(PolicyOptimization):
-    name = "grpo"
-    arguments = "trl:GRPOConfig"
-    trainer_name = "GRPOTrainer"
-
-
-class RLOO(PolicyOptimization):
-    name = "rloo"
-    arguments = "trl:RLOOConfig"
-    trainer_name = "RLOOTrainer"
-
-
-def generate(model: Any, tokenizer: Any, prompts: list[Any], seed: int, max_new_tokens: int, temperature: float = 1.0,
-             top_p: float = 1.0, top_k: Optional[int] = None, repetition_penalty: float = 1.0,
-             batch_size: int = 32) -> tuple[list[str], list[int]]:
-    """Sampled completions of `prompts` (as TRL samples them: the prompt tokenised as the tokenizer
-    does by default, left-padded), seeded; returns (texts, token counts up to eos)."""
-    import torch
-
-    from ..rewards import as_text
-
-    was_training = model.training
-    model.eval()
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    texts, lengths = [], []
-    eos = tokenizer.eos_token_id
-    for start in range(0, len(prompts), batch_size):
-        batch = [as_text(p) for p in prompts[start:start + batch_size]]
-        rows = tokenizer(batch)["input_ids"]
-        rows = [r or [eos] for r in rows]
-        width = max(len(r) for r in rows)
-        pad = tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=max_new_tokens,
-                                 temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
-                                 pad_token_id=pad, eos_token_id=eos)
-        for row in out[:, width:].tolist():
-            n = row.index(eos) + 1 if eos in row else len(row)
-            lengths.append(n)
-            texts.append(tokenizer.decode(row[:n], skip_special_tokens=True))
-    torch.random.set_rng_state(generator_state)
-    model.train(was_training)
-    return texts, lengths
+    def predict(self, job: Job, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
+        return complete_prompts(job, loaded, inputs, **options)
 
 
 def plot_reward(history: list[dict[str, Any]], path: Path) -> bool:
@@ -332,3 +268,13 @@ def plot_reward(history: list[dict[str, Any]], path: Path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def policy_task(name: str, trainer: str, arguments: str) -> Task:
+    return Task(name=name, family=CausalLMFamily(), data=Prompts(),
+                objective=PolicyOptimization(trainer=trainer, arguments=arguments),
+                card=CardInfo("text-generation", "Text Generation"), model_kinds=("causal-lm", "dpo", "grpo", "rloo"))
+
+
+GRPO = policy_task("grpo", "GRPOTrainer", "trl:GRPOConfig")
+RLOO = policy_task("rloo", "RLOOTrainer", "trl:RLOOConfig")

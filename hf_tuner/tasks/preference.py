@@ -6,13 +6,15 @@ none, e.g. GPT-2). Columns are renamed to TRL's names: prompt, chosen, rejected.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from pydantic import Field
 
 from ..config import DataConfig
-from ..data import Splits, finish_splits, load_splits, require_columns
+from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, DataError
+from .base import DataPart, Job, load_checked
 
 STANDARD = ("prompt", "chosen", "rejected")
 
@@ -27,30 +29,42 @@ class PreferenceData(DataConfig):
     max_length: int = Field(512, ge=8)  # tokens of prompt + completion; longer pairs are cut at the end
 
 
-class PreferencePairs:
-    """Mixin of the tasks that train on preference pairs: loading them, and the texts a tokenizer
-    trained from scratch learns from."""
+@dataclass(frozen=True)
+class PreferencePairs(DataPart):
+    """Preference pairs with TRL's column names. `tokenised`: tokenised here, once and cached, with
+    the model's own special tokens (`chosen_ids` / `rejected_ids`, what reward models train on);
+    else handed on as text (DPOTrainer tokenises them itself)."""
 
-    cfg: Any
-
-    def load_data(self) -> Splits:
-        return load_pairs(self.cfg.data, self.cfg.training.seed)
-
+    tokenised: bool = False
+    schema = PreferenceData
     sequences_per_example = 2  # chosen and rejected go through the model together
 
-    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
-        """Prompt + completion of each side, with the eos token training appends."""
-        from ..preflight import Lengths
+    def load(self, job: Job) -> Splits:
+        return load_pairs(job)
 
-        chosen, rejected = pair_texts(rows[:], processing)
-        eos = 1 if getattr(processing, "eos_token_id", None) is not None else 0
-        return [Lengths(name, [len(x) + eos for x in processing(texts, add_special_tokens=False)["input_ids"]],
-                        self.cfg.data.max_length) for name, texts in (("chosen", chosen), ("rejected", rejected))]
-
-    def training_texts(self, splits: Splits):
+    def training_texts(self, job: Job, splits: Splits):
         for col in STANDARD:
             if col in splits.train.column_names and isinstance(splits.train[0][col], str):
                 yield from splits.train[col]
+
+    def check_positions(self, job: Job, positions: int) -> None:
+        if job.cfg.data.max_length > positions:
+            raise ConfigError(f"data.max_length={job.cfg.data.max_length} is longer than the model's {positions} "
+                              "positions: lower data.max_length")
+
+    def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
+        if not self.tokenised:
+            return splits
+        max_length = job.cfg.data.max_length
+        key = f"reward-modeling/v1|{tokenizer_fingerprint(processing)}|{max_length}"
+        return job.tokenise(splits, pair_encoder(processing, max_length), key, " pairs")
+
+    def token_lengths(self, job: Job, rows: Any, processing: Any) -> list[Lengths]:
+        """Prompt + completion of each side, with the eos token training appends."""
+        chosen, rejected = pair_texts(rows[:], processing)
+        eos = 1 if getattr(processing, "eos_token_id", None) is not None else 0
+        return [Lengths(name, [len(x) + eos for x in processing(texts, add_special_tokens=False)["input_ids"]],
+                        job.cfg.data.max_length) for name, texts in (("chosen", chosen), ("rejected", rejected))]
 
 
 def is_conversational(value: Any) -> bool:
@@ -58,34 +72,31 @@ def is_conversational(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
 
 
-def load_pairs(data: PreferenceData, seed: int) -> Splits:
+def load_pairs(job: Job) -> Splits:
     """The pairs of every split with columns prompt (when there is one), chosen and rejected."""
-    splits = load_splits(data)
+    data = job.cfg.data
     # a name other than the default must exist; the default ("prompt") is optional. (Not "was it set":
     # a run's saved config.yaml sets every key, so `eval` of a run trained without prompts would fail.)
     explicit = data.prompt_column is not None and data.prompt_column != PreferenceData.model_fields["prompt_column"].default
-    prompt = data.prompt_column
-    if prompt and prompt not in splits.train.column_names:
-        if explicit:
-            require_columns(splits.train, [prompt], "train", splits.sources["train"], ["prompt_column"])
-        prompt = None  # the default name and no such column: the prompt is implicit
-    columns = [prompt, data.chosen_column, data.rejected_column]
-    for name, ds in splits.items():
-        require_columns(ds, columns, name, splits.sources[name], ["prompt_column", "chosen_column", "rejected_column"])
+    columns: dict[str, Optional[str]] = {}
+
+    def pair_columns(splits: Splits) -> dict[str, Optional[str]]:
+        prompt = data.prompt_column
+        if prompt and not explicit and prompt not in splits.train.column_names:
+            prompt = None  # the default name and no such column: the prompt is implicit
+        columns.update(prompt_column=prompt, chosen_column=data.chosen_column, rejected_column=data.rejected_column)
+        return columns
 
     def standardise(name: str, ds: Any) -> Any:
-        keep = {c: s for c, s in zip(columns, STANDARD) if c}
+        keep = {c: s for c, s in zip(columns.values(), STANDARD) if c}
         ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
         renames = {c: s for c, s in keep.items() if c != s}
         return ds.rename_columns(renames) if renames else ds
 
-    splits = finish_splits(splits.map(standardise), data, seed)
-    for name, ds in splits.items():
-        check_pairs(ds, name)
-    return splits
+    return load_checked(job, pair_columns, after=standardise, check=check_pairs)
 
 
-def check_pairs(ds: Any, split: str) -> None:
+def check_pairs(split: str, ds: Any) -> None:
     """Every chosen/rejected value is a non-empty text or message list, and they are not all equal."""
     for col in ("chosen", "rejected"):
         for i, value in enumerate(ds[col]):
@@ -113,3 +124,21 @@ def pair_texts(batch: dict[str, list], tokenizer: Any) -> tuple[list[str], list[
     chosen = [render(tokenizer, p, c) for p, c in zip(prompts, batch["chosen"])]
     rejected = [render(tokenizer, p, r) for p, r in zip(prompts, batch["rejected"])]
     return chosen, rejected
+
+
+def pair_encoder(tokenizer: Any, max_length: int):
+    """A batched `map` function: pairs -> `chosen_ids` / `rejected_ids` with the tokenizer's special
+    tokens, plus the eos token where the tokenizer ends a text with none and eos is not also the
+    padding (a causal LM's classifier reads the last non-pad token: an eos that pads would be skipped)."""
+    eos = tokenizer.eos_token_id
+    add_eos = eos is not None and tokenizer.sep_token_id is None and eos != tokenizer.pad_token_id
+
+    def ids_of(texts: list[str]) -> list[list[int]]:
+        rows = tokenizer(texts, truncation=True, max_length=max_length - (1 if add_eos else 0))["input_ids"]
+        return [ids + [eos] if add_eos and (not ids or ids[-1] != eos) else ids for ids in rows]
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        chosen, rejected = pair_texts(batch, tokenizer)
+        return {"chosen_ids": ids_of(chosen), "rejected_ids": ids_of(rejected)}
+
+    return encode

@@ -13,9 +13,10 @@ from typing import Any, Optional, Sequence
 from pydantic import Field
 
 from ..config import DataConfig, RunConfig
-from ..data import Splits, finish_splits, load_splits, require_columns, require_text, tokenizer_fingerprint
+from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, did_you_mean, listing
-from .base import CardInfo, Loaded, Task
+from .base import CardInfo, DataPart, Family, Job, Loaded, Objective, Task, load_checked, require_texts
+from .loops import generate
 
 # eval.metrics name -> the keys it adds to the metrics (rouge: 0..1 F-measures; bleu, chrf: 0..100)
 METRICS: dict[str, tuple[str, ...]] = {
@@ -140,66 +141,70 @@ class Seq2SeqData(DataConfig):
     max_target_length: int = Field(64, ge=4)
 
 
-class Seq2Seq(Task):
-    name = "seq2seq"
-    loss_is_a_mean = True  # BART/Marian/T5 heads average their cross-entropy themselves
-    arguments = "transformers:Seq2SeqTrainingArguments"
-    data_schema = Seq2SeqData
-    card = CardInfo("text2text-generation", "Text2Text Generation")
-    defaults = {"predict_with_generate": True, "train_sampling_strategy": "group_by_length"}
+class Seq2SeqFamily(Family):
+    """`AutoModelForSeq2SeqLM` (BART, Marian, mBART, Pegasus, T5): a model built from scratch takes its
+    special token ids from the tokenizer, on its config and on the generation config it saves."""
+
     auto_model = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
-    tokenizer_kind = "seq2seq"  # <s> <pad> </s> <unk> <mask>, BART's special tokens and ids
-    primary_metric = "rouge1"
-    greater_is_better = True
 
-    def __init__(self, cfg: RunConfig):
-        super().__init__(cfg)
-        self.metrics = select_metrics(cfg.eval.metrics)
-        self.primary_metric = primary_metric_for(self.metrics)
+    def tokenizer_kind(self, job: Job) -> str:
+        return "encoder-decoder"  # <s> <pad> </s> <unk> <mask>, BART's special tokens and ids
 
-    # ---- data --------------------------------------------------------------------------------
-    def load_data(self) -> Splits:
-        d = self.cfg.data
-        splits = load_splits(d)
+    def config_kwargs(self, job: Job, splits: Splits, processing: Any) -> dict[str, Any]:
+        if job.cfg.model.from_scratch is None:
+            return {}
+        return {"vocab_size": len(processing), **special_token_ids(processing)}
+
+    def fix_up(self, job: Job, model: Any, processing: Any) -> Any:
+        """transformers 5 reads generation settings from `generation_config`, not the model config:
+        a model built from scratch gets the new tokenizer's ids there too (and so in the run folder)."""
+        if job.cfg.model.from_scratch is not None:
+            for key, value in special_token_ids(processing).items():
+                setattr(model.generation_config, key, value)
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions:
+            job.data.check_positions(job, positions)
+        return model
+
+    def translate(self, loaded: Loaded, inputs: list[str], encode: Any, options: dict[str, Any], seed: int,
+                  batch_size: int) -> list[str]:
+        """The generated text for each input (`encode` turns a batch into model inputs)."""
+        rows = generate(loaded.model, inputs, encode, options, seed, batch_size)
+        return [t.strip() for t in loaded.processing.batch_decode(rows, skip_special_tokens=True)]
+
+
+class SourceTarget(DataPart):
+    """A source and a target text per row, tokenised once (targets with `text_target`)."""
+
+    schema = Seq2SeqData
+
+    def load(self, job: Job) -> Splits:
+        d = job.cfg.data
         columns = [d.source_column, d.target_column]
-        splits = splits.map(lambda name, ds: _flatten_for(ds, columns))
-        for name, ds in splits.items():
-            require_columns(ds, columns, name, splits.sources.get(name, name), ["source_column", "target_column"])
-        splits = finish_splits(splits, d, self.cfg.training.seed)
-        for name, ds in splits.items():
-            for col in columns:
-                require_text(ds, col, name)
-        return splits
+        return load_checked(job, {"source_column": d.source_column, "target_column": d.target_column},
+                            before=lambda name, ds: _flatten_for(ds, columns), check=require_texts(*columns))
 
-    def training_texts(self, splits: Splits):
+    def training_texts(self, job: Job, splits: Splits):
         """A tokenizer trained from scratch learns both sides (source and target language)."""
-        d = self.cfg.data
+        d = job.cfg.data
         yield from splits.train[d.source_column]
         yield from splits.train[d.target_column]
 
-    # ---- model -------------------------------------------------------------------------------
-    def model_config_kwargs(self, splits: Splits, processing: Any) -> dict[str, Any]:
-        if self.cfg.model.from_scratch is None:
-            return {}
-        return {"vocab_size": len(processing), **_special_token_ids(processing)}
+    def check_positions(self, job: Job, positions: int) -> None:
+        """A learned position table shorter than the sequences fails mid-training: say so up front."""
+        cfg = job.cfg
+        d = cfg.data
+        # the decoder also holds its start token next to the tokens it generates
+        for key, value, needed in (("data.max_length", d.max_length, d.max_length),
+                                   ("data.max_target_length", d.max_target_length, d.max_target_length),
+                                   ("eval.max_new_tokens", cfg.eval.max_new_tokens, cfg.eval.max_new_tokens + 1)):
+            if needed > positions:
+                where = "model.from_scratch.max_position_embeddings" if cfg.model.from_scratch else "the model's max_position_embeddings"
+                raise ConfigError(f"{key}={value} is longer than {where}={positions}: lower {key} or raise the positions")
 
-    def load_model(self, splits: Splits, processing: Any) -> Any:
-        model = super().load_model(splits, processing)
-        _check_positions(getattr(model, "config", None), self.cfg)
-        return model
-
-    def after_model_load(self, model: Any, processing: Any) -> Any:
-        """transformers 5 reads generation settings from `generation_config`, not the model config:
-        a model built from scratch gets the new tokenizer's ids there too (and so in the run folder)."""
-        if self.cfg.model.from_scratch is not None:
-            for key, value in _special_token_ids(processing).items():
-                setattr(model.generation_config, key, value)
-        return model
-
-    # ---- preprocessing -----------------------------------------------------------------------
-    def preprocess(self, splits: Splits, processing: Any) -> Splits:
-        d = self.cfg.data
+    def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
+        d = job.cfg.data
         source, target, prefix = d.source_column, d.target_column, d.source_prefix
         max_length, max_target_length = d.max_length, d.max_target_length
 
@@ -211,88 +216,101 @@ class Seq2Seq(Task):
             return encoded
 
         key = f"seq2seq|{tokenizer_fingerprint(processing)}|{source}|{target}|{prefix!r}|{max_length}|{max_target_length}"
-        return self.tokenise(splits, tokenize, key)
+        return job.tokenise(splits, tokenize, key)
 
-    def token_lengths(self, rows: Any, processing: Any) -> list[Any]:
-        from ..preflight import Lengths
+    def collator(self, job: Job, processing: Any) -> Any:
+        return Seq2SeqCollator(processing)
 
-        d = self.cfg.data
+    def defaults(self, job: Job) -> dict[str, Any]:
+        return {"train_sampling_strategy": "group_by_length"}
+
+    def token_lengths(self, job: Job, rows: Any, processing: Any) -> list[Lengths]:
+        d = job.cfg.data
         sources = processing([d.source_prefix + s for s in rows[d.source_column]])["input_ids"]
         targets = processing(text_target=list(rows[d.target_column]))["input_ids"]
         return [Lengths(d.source_column, [len(x) for x in sources], d.max_length),
                 Lengths(d.target_column, [len(x) for x in targets], d.max_target_length)]
 
-    def data_collator(self, processing: Any) -> Any:
-        return Seq2SeqCollator(processing)
+    def encode_inputs(self, job: Job, loaded: Loaded, batch: list[str]) -> dict[str, Any]:
+        d = job.cfg.data
+        return loaded.processing([d.source_prefix + t for t in batch], truncation=True, max_length=d.max_length,
+                                 padding=True, return_tensors="pt")
 
-    # ---- training and evaluation -------------------------------------------------------------
+
+class TextGeneration(Objective):
+    """Cross-entropy on the targets; evaluation generates and scores the texts (`eval.metrics`)."""
+
+    loss_is_a_mean = True  # BART/Marian/T5 heads average their cross-entropy themselves
+    arguments = "transformers:Seq2SeqTrainingArguments"
+    primary_metric = "rouge1"
+    greater_is_better = True
+
+    def metric(self, job: Job) -> str:
+        return primary_metric_for(select_metrics(job.cfg.eval.metrics))
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        try:
+            select_metrics(cfg.eval.metrics)
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
+    def defaults(self, job: Job) -> dict[str, Any]:
+        return {"predict_with_generate": True}
+
     def trainer_class(self) -> Any:
         return generation_trainer_class()
 
-    def generation_kwargs(self) -> dict[str, Any]:
+    def generation_kwargs(self, job: Job) -> dict[str, Any]:
         """Generation settings for evaluation: `eval.max_new_tokens` and `eval.num_beams`, unless
         the recipe set the Seq2SeqTrainingArguments names for them itself."""
-        training = self.cfg.training.model_extra or {}
+        training = job.cfg.training.model_extra or {}
         out: dict[str, Any] = {}
         if training.get("generation_max_length") is None:
-            out["max_new_tokens"] = self.cfg.eval.max_new_tokens
+            out["max_new_tokens"] = job.cfg.eval.max_new_tokens
         if training.get("generation_num_beams") is None:
-            out["num_beams"] = self.cfg.eval.num_beams
+            out["num_beams"] = job.cfg.eval.num_beams
         return out
 
-    def trainer_kwargs(self, processing: Any) -> dict[str, Any]:
-        return {"generation_kwargs": self.generation_kwargs(),
-                "max_generate_samples": self.cfg.eval.max_eval_generate_samples}
+    def trainer_kwargs(self, job: Job, model: Any, processing: Any) -> dict[str, Any]:
+        return {**super().trainer_kwargs(job, model, processing),
+                "compute_metrics": generated_text_metrics(processing, select_metrics(job.cfg.eval.metrics)),
+                "generation_kwargs": self.generation_kwargs(job),
+                "max_generate_samples": job.cfg.eval.max_eval_generate_samples}
 
-    def load_processing(self, splits: Splits) -> Any:
-        self.tokenizer = super().load_processing(splits)  # compute_metrics decodes with it
-        return self.tokenizer
-
-    def compute_metrics(self):
-        metrics = self.metrics
-
-        def compute(eval_pred):
-            import numpy as np
-
-            tokenizer = self.tokenizer
-            preds, labels = eval_pred.predictions, eval_pred.label_ids
-            if isinstance(preds, tuple):
-                preds = preds[0]
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            preds = np.where(preds < 0, pad, preds)  # -100: padding between batches
-            labels = np.where(labels < 0, pad, labels)
-            predictions = [t.strip() for t in tokenizer.batch_decode(preds, skip_special_tokens=True)]
-            references = [t.strip() for t in tokenizer.batch_decode(labels, skip_special_tokens=True)]
-            out = text_metrics(predictions, references, metrics)
-            special = set(tokenizer.all_special_ids)
-            out["gen_len"] = float(np.mean([sum(1 for t in row if int(t) not in special) for row in preds])) if len(preds) else 0.0
-            return out
-
-        return compute
-
-    # ---- after training ----------------------------------------------------------------------
-    def predict(self, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, num_beams: int = 1,
+    def predict(self, job: Job, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, num_beams: int = 1,
                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
                 batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
         """Generate an output text for each source text with the run's model (full or LoRA)."""
-        import torch
-        from transformers import set_seed
-
-        tokenizer, model, d = loaded.processing, loaded.model, self.cfg.data
         options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample}
         if do_sample:
             options.update(temperature=temperature, top_p=top_p)
-        set_seed(seed)
-        results = []
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
-            enc = tokenizer([d.source_prefix + t for t in batch], truncation=True,
-                            max_length=d.max_length, padding=True, return_tensors="pt")
-            with torch.no_grad():
-                out = model.generate(**enc, **options)
-            texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-            results += [{"input": text, "output": generated.strip()} for text, generated in zip(batch, texts)]
-        return results
+        texts = job.family.translate(loaded, inputs, lambda b: job.data.encode_inputs(job, loaded, b), options, seed,
+                                     batch_size)
+        return [{"input": text, "output": generated} for text, generated in zip(inputs, texts)]
+
+
+def generated_text_metrics(tokenizer: Any, metrics: list[str]):
+    """`compute_metrics` of generated token ids: decoded, scored against the references, plus the
+    mean generated length."""
+
+    def compute(eval_pred):
+        import numpy as np
+
+        preds, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(preds, tuple):
+            preds = preds[0]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        preds = np.where(preds < 0, pad, preds)  # -100: padding between batches
+        labels = np.where(labels < 0, pad, labels)
+        predictions = [t.strip() for t in tokenizer.batch_decode(preds, skip_special_tokens=True)]
+        references = [t.strip() for t in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+        out = text_metrics(predictions, references, metrics)
+        special = set(tokenizer.all_special_ids)
+        out["gen_len"] = float(np.mean([sum(1 for t in row if int(t) not in special) for row in preds])) if len(preds) else 0.0
+        return out
+
+    return compute
 
 
 def _flatten_for(ds: Any, columns: list[str]) -> Any:
@@ -303,7 +321,7 @@ def _flatten_for(ds: Any, columns: list[str]) -> Any:
     return ds
 
 
-def _special_token_ids(tokenizer: Any) -> dict[str, int]:
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
     """pad/bos/eos/decoder_start ids for a model built around `tokenizer` (BART: decoder starts with </s>)."""
     eos = tokenizer.eos_token_id
     ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos,
@@ -314,18 +332,10 @@ def _special_token_ids(tokenizer: Any) -> dict[str, int]:
     return ids
 
 
-def _check_positions(config: Any, cfg: RunConfig) -> None:
-    """A learned position table shorter than the sequences fails mid-training: say so up front."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if not positions:
-        return
-    d = cfg.data
-    # the decoder also holds its start token next to the tokens it generates
-    for key, value, needed in (("data.max_length", d.max_length, d.max_length),
-                               ("data.max_target_length", d.max_target_length, d.max_target_length),
-                               ("eval.max_new_tokens", cfg.eval.max_new_tokens, cfg.eval.max_new_tokens + 1)):
-        if needed > positions:
-            where = "model.from_scratch.max_position_embeddings" if cfg.model.from_scratch else "the model's max_position_embeddings"
-            raise ConfigError(f"{key}={value} is longer than {where}={positions}: lower {key} or raise the positions")
-
-
+TASK = Task(
+    name="seq2seq",
+    family=Seq2SeqFamily(),
+    data=SourceTarget(),
+    objective=TextGeneration(),
+    card=CardInfo("text2text-generation", "Text2Text Generation"),
+)

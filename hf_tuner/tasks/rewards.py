@@ -23,11 +23,8 @@ from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from .errors import ConfigError, HfTunerError, did_you_mean, listing
-
-# tasks whose runs can serve as rewards
-REWARD_TASKS = ("reward-modeling", "text-classification")
-
+from ..errors import ConfigError, HfTunerError, did_you_mean, listing
+from .base import as_text
 
 class RewardSpec(BaseModel):
     """One entry of a recipe's `reward:` list."""
@@ -59,61 +56,27 @@ class RewardSpec(BaseModel):
         return f"{base}:{self.label}" if self.label else base
 
 
-# ------------------------------------------------------------------------------------------ scoring
-
-
-def score_texts(model: Any, tokenizer: Any, texts: list[str], label_index: Optional[int] = None,
-                batch_size: int = 32, max_length: int = 512) -> list[float]:
-    """A sequence classifier's score of each text: logit 0 (a reward model) or the probability of
-    `label_index`. Texts are tokenised with the model's own tokenizer and special tokens."""
-    import torch
-
-    # a tokenizer trained from scratch has no model_max_length (1e30): the model's positions bound it too
-    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-    limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length, positions or max_length)
-    scores: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=limit, padding=True,
-                        return_tensors="pt")
-        enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        with torch.no_grad():
-            logits = model(**enc).logits.float()
-        values = logits[:, 0] if label_index is None else logits.softmax(-1)[:, label_index]
-        scores += values.tolist()
-    return scores
-
-
-def as_text(value: Any) -> str:
-    """A prompt or completion as plain text (conversational messages: their contents, joined)."""
-    if isinstance(value, list):
-        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
-    return str(value)
+# ------------------------------------------------------------------------------------------ models
 
 
 class ModelReward:
     """A reward model or classifier as a TRL reward function."""
 
     def __init__(self, spec: RewardSpec, index: int):
-        from .modeling import load_processing
-        from .rundir import load_trained
+        from .base import fit_tokenizer
+        from .families import SequenceClassifierFamily
 
         self.spec = spec
         self.__name__ = spec.display_name()
-        path = resolve_reward_model(spec.model, index)
-        from transformers import AutoModelForSequenceClassification
-
-        self.model = load_trained(AutoModelForSequenceClassification, path).eval()
-        self.tokenizer = load_processing("AutoTokenizer", path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if getattr(self.model.config, "pad_token_id", None) is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.family = SequenceClassifierFamily()
+        loaded = self.family.load_trained(resolve_reward_model(spec.model, index))
+        self.model, self.tokenizer = fit_tokenizer(loaded.model, loaded.processing), loaded.processing
         self.label_index = label_index(self.model.config, spec, index)
 
     def __call__(self, prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
         texts = [as_text(c) if self.spec.text == "completion" else as_text(p) + as_text(c)
                  for p, c in zip(prompts, completions)]
-        return score_texts(self.model, self.tokenizer, texts, self.label_index)
+        return self.family.scores(self.model, self.tokenizer, texts, self.label_index)
 
 
 def label_index(config: Any, spec: RewardSpec, index: int) -> Optional[int]:
@@ -135,9 +98,10 @@ def label_index(config: Any, spec: RewardSpec, index: int) -> Optional[int]:
 def resolve_reward_model(name: str, index: int) -> str:
     """A reward model's folder or Hub id, checked: a run folder must be a reward model or classifier
     run; a missing local path names the recipe that makes it."""
-    from .packaged import is_packaged, resolve_model
-    from .recipes import run_folder_hint
-    from .rundir import run_task
+    from ..packaged import is_packaged, resolve_model, run_folder_hint
+    from ..rundir import run_task
+    from . import get_task
+    from .families import SequenceClassifierFamily
 
     if is_packaged(name):
         return resolve_model(name)
@@ -146,7 +110,7 @@ def resolve_reward_model(name: str, index: int) -> str:
     if looks_local and not path.exists():
         raise ConfigError(f"reward[{index}].model: {name} does not exist{run_folder_hint(name)}")
     task = run_task(path) if path.is_dir() else None
-    if task is not None and task not in REWARD_TASKS:
+    if task is not None and not isinstance(get_task(task).family, SequenceClassifierFamily):
         raise ConfigError(f"reward[{index}].model: {name} is a {task} run, not a reward model or classifier: "
                           f"use a reward-modeling run (e.g. `hf-tuner train tweets-reward`) or a text-classification "
                           "run with reward[].label")
