@@ -43,7 +43,7 @@ def recipe(tmp_path_factory):
         "data": {"train": str(root / "tweets.jsonl"), "max_train_samples": 800, "max_eval_samples": 100, "max_length": 64},
         "training": {"learning_rate": 1e-3, "num_train_epochs": 3, "per_device_train_batch_size": 16,
                      "save_strategy": "steps", "save_steps": 10, "save_total_limit": 2, "eval_strategy": "no"},
-        "eval": {"before_training": False},
+        "eval": {"before_training": True},  # a resumed run must keep its before-training numbers
     }))
     return path
 
@@ -99,6 +99,12 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(cli, recipe, uninterrup
     assert summary["train"]["global_steps"] == uninterrupted["train"]["global_steps"] == 150
     for key in ("loss", "accuracy", "f1"):
         assert summary["metrics"][key] == pytest.approx(uninterrupted["metrics"][key], abs=1e-4), key
+    # measured before the kill, kept in staging, reported after the resume as by an uninterrupted run
+    assert summary["metrics_before"] == pytest.approx(uninterrupted["metrics_before"])
+    assert summary["improvement"]["metric"] == "accuracy"
+    assert summary["improvement"]["before"] == pytest.approx(uninterrupted["metrics_before"]["accuracy"])
+    assert summary["improvement"]["after"] == pytest.approx(summary["metrics"]["accuracy"])
+    assert json.loads((out / "metrics.json").read_text())["before_training"] == summary["metrics_before"]
     assert not staging.exists() and not (tmp_path / "run.lock").exists()
     assert not (out / "checkpoints").exists()  # the finished run keeps no checkpoints
 

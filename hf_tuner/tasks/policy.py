@@ -1,7 +1,7 @@
 """Tasks `grpo` and `rloo`: a causal-LM policy tuned to maximise a reward with TRL's `GRPOTrainer`
 or `RLOOTrainer` (PPO is gone from TRL; these are its policy-optimisation trainers).
 
-The recipe's `reward:` list says what is rewarded (see `hf_tuner.rewards`: reward models,
+The recipe's `reward:` list says what is rewarded (see `hf_tuner.tasks.rewards`: reward models,
 classifier labels, Python functions, with weights); prompts come from `data.prompt_column`, and
 every other data column reaches reward functions as a keyword argument. TRL's `training:` names
 (`num_generations`, `max_completion_length`, `beta`, `temperature`, ...) are checked against

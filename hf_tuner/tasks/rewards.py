@@ -99,9 +99,7 @@ def resolve_reward_model(name: str, index: int) -> str:
     """A reward model's folder or Hub id, checked: a run folder must be a reward model or classifier
     run; a missing local path names the recipe that makes it."""
     from ..packaged import is_packaged, resolve_model, run_folder_hint
-    from ..rundir import run_task
-    from . import get_task
-    from .families import SequenceClassifierFamily
+    from ..rundir import read_json, run_task
 
     if is_packaged(name):
         return resolve_model(name)
@@ -110,7 +108,8 @@ def resolve_reward_model(name: str, index: int) -> str:
     if looks_local and not path.exists():
         raise ConfigError(f"reward[{index}].model: {name} does not exist{run_folder_hint(name)}")
     task = run_task(path) if path.is_dir() else None
-    if task is not None and not isinstance(get_task(task).family, SequenceClassifierFamily):
+    architectures = (read_json(path / "config.json") or {}).get("architectures") or [] if path.is_dir() else []
+    if task is not None and not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise ConfigError(f"reward[{index}].model: {name} is a {task} run, not a reward model or classifier: "
                           f"use a reward-modeling run (e.g. `hf-tuner train tweets-reward`) or a text-classification "
                           "run with reward[].label")
