@@ -314,9 +314,10 @@ def predict(
     top_p: float = typer.Option(1.0, "--top-p", help="Generation: nucleus sampling."),
     num_beams: int = typer.Option(1, "--num-beams", help="Generation: beam search width."),
     seed: int = typer.Option(0, "--seed", help="Generation: random seed for sampling."),
+    context: Optional[str] = typer.Option(None, "--context", help="Question answering: the text (or a file holding it) the answers come from."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input."),
 ) -> None:
-    """Run a trained model on inputs: generate text, or classify texts/images."""
+    """Run a trained model on inputs: generate text, classify texts/images, tag entities, answer questions."""
     from .errors import ConfigError
     from .predict import predict as run_predict
 
@@ -331,7 +332,8 @@ def predict(
     if not items:
         raise ConfigError("nothing to predict: give inputs as arguments or --file FILE")
     results = run_predict(run_dir, items, top_k=top_k, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                          temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed)
+                          temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed,
+                          **({"context": context} if context is not None else {}))
     for result, line in results:
         typer.echo(json.dumps(result, ensure_ascii=False) if as_json else line)
 

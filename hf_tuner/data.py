@@ -12,6 +12,7 @@ from .errors import DataError, listing
 from .packaged import cache_root, is_packaged, resolve_dataset
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+CONLL_SUFFIXES = (".conll", ".iob", ".bio")  # CoNLL text: a token and its tag per line (`data.format: conll` for .txt)
 
 
 @dataclass
@@ -66,7 +67,44 @@ class Splits:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_BUILDERS or Path(spec).expanduser().exists()
+    suffix = Path(spec).suffix.lower()
+    return spec.startswith((".", "/", "~")) or suffix in FILE_BUILDERS or suffix in CONLL_SUFFIXES or Path(spec).expanduser().exists()
+
+
+def read_conll(path: Path, label: str) -> Any:
+    """A CoNLL file -> a Dataset of `tokens` and `ner_tags` (lists of strings): whitespace-separated
+    columns with the token first and the tag last (CoNLL-2003's four columns or plain two), a blank
+    line between sentences, `-DOCSTART-` lines skipped."""
+    import datasets
+
+    rows: list[dict[str, list[str]]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+
+    def flush() -> None:
+        if tokens:
+            rows.append({"tokens": list(tokens), "ner_tags": list(tags)})
+            tokens.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            fields = line.split()
+            if not fields:
+                flush()
+                continue
+            if fields[0] == "-DOCSTART-":
+                flush()
+                continue
+            if len(fields) < 2:
+                raise DataError(f"{label} line {number} has one column ({line.strip()!r}): a CoNLL line holds a token "
+                                "and its tag separated by whitespace, and a blank line ends a sentence")
+            tokens.append(fields[0])
+            tags.append(fields[-1])
+    flush()
+    if not rows:
+        raise DataError(f"the data file {label} is empty (no sentences)")
+    return datasets.Dataset.from_list(rows)
 
 
 def load_source(spec: str, cfg: DataConfig, split: Optional[str]):
@@ -84,9 +122,11 @@ def load_source(spec: str, cfg: DataConfig, split: Optional[str]):
             raise DataError(f"data file not found: {label}")
         if path.is_dir():
             return _load_folder(path, label)
+        if path.suffix.lower() in CONLL_SUFFIXES or (getattr(cfg, "format", None) == "conll" and path.suffix.lower() == ".txt"):
+            return read_conll(path, label)
         builder = FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise DataError(f"cannot read {label}: use .csv, .tsv, .json, .jsonl or .parquet (or a folder of images)")
+            raise DataError(f"cannot read {label}: use .csv, .tsv, .json, .jsonl, .parquet, CoNLL .conll/.iob/.bio (or .txt with data.format=conll) or a folder of images")
         kwargs: dict[str, Any] = {}
         if path.suffix.lower() == ".tsv":
             kwargs["delimiter"] = "\t"

@@ -139,7 +139,6 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
     """Evaluate MODEL and return the result (also written as JSON; merged into a run's metrics.json
     and model card). See the module docstring."""
     from .benchmarks import get_benchmark, prepare_benchmark_data
-    from .data import align_labels
     from .modeling import model_labels, quiet_libraries
     from .tasks import get_task
 
@@ -172,12 +171,8 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
                       list(bench.eval_metrics) if bench and bench.eval_metrics else None)
     job = task_def.bind(cfg)
     splits = _only_split(job.data.load(job), run_split or "validation")
-    if classifier and job.labels:
-        if names:
-            splits.train = splits.validation = align_labels(splits.validation, job.labels, names)
-            job.labels = names
-        elif len(job.labels) != num_labels:
-            raise DataError(f"the data has {len(job.labels)} labels ({listing(job.labels)}) but the model has {num_labels} outputs")
+    if classifier and job.labels:  # the data's labels matched to the model's by name
+        splits = job.data.match_model_labels(job, splits, names, num_labels)
     processing = job.family.build_processing(job, splits)
     on_status(f"Loading the model from {ref.path} ...")
     trained = job.family.fix_up(job, job.family.load_trained(ref.path).model, processing)  # pad ids, channels, positions
@@ -250,8 +245,13 @@ def _save(result: dict[str, Any], ref: ModelRef, output: Optional[str]) -> None:
     """JSON (+ confusion PNG) to --output or <run>/eval/<name>.json; a run also gets metrics.json
     and its model card updated."""
     path = Path(output) if output else (rundir.eval_file(ref.run_dir, result["name"]) if ref.run_dir else None)
+    attachments = result.pop("attachments", {})  # e.g. QA's predictions: files of their own
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, data in attachments.items():
+            extra = path.with_suffix(suffix)
+            extra.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+            result.setdefault("files", []).append(str(extra))
         if "confusion_matrix" in result:
             png = path.with_suffix(rundir.CONFUSION_SUFFIX)
             from .plots import plot_confusion_matrix

@@ -95,3 +95,88 @@ def strip_metrics(raw: dict, prefix: str) -> dict:
     """`{prefix}_accuracy`-style Trainer metrics -> `accuracy`, without the speed figures."""
     metrics = {k.removeprefix(f"{prefix}_"): v for k, v in raw.items() if k.startswith(f"{prefix}_")}
     return {k: v for k, v in metrics.items() if k not in SPEED_METRICS}
+
+
+# ------------------------------------------------------------------------------------------ entities
+
+
+def tag_scheme(tags: Sequence[str]) -> str:
+    """"IOB2" when every entity starts with B- (I-X only after B-X / I-X), "IOB1" when some start
+    with I-, "other" for tags without B-/I- prefixes (besides O)."""
+    scheme = "IOB2"
+    previous = "O"
+    for tag in tags:
+        if tag != "O" and not tag.startswith(("B-", "I-")):
+            return "other"
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            scheme = "IOB1"
+        previous = tag
+    return scheme
+
+
+def entity_metrics(predictions: list[list[str]], references: list[list[str]]) -> dict[str, object]:
+    """Entity-level precision, recall and F1 (seqeval's default, conlleval-style matching, which scores
+    IOB1 and IOB2 tags alike), overall and per entity type, and token accuracy."""
+    from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
+
+    report = classification_report(references, predictions, output_dict=True, zero_division=0)
+    per_type = {name: {"precision": round(float(v["precision"]), 6), "recall": round(float(v["recall"]), 6),
+                       "f1": round(float(v["f1-score"]), 6), "support": int(v["support"])}
+                for name, v in report.items() if not name.endswith(" avg")}
+    return {
+        "precision": float(precision_score(references, predictions, zero_division=0)),
+        "recall": float(recall_score(references, predictions, zero_division=0)),
+        "f1": float(f1_score(references, predictions, zero_division=0)),
+        "accuracy": float(accuracy_score(references, predictions)),
+        "per_type": per_type,
+    }
+
+
+# ------------------------------------------------------------------------------------------ SQuAD
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles (a/an/the), single spaces."""
+    import re
+    import string
+
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def answer_f1(prediction: str, gold: str) -> float:
+    """SQuAD token F1 of one prediction against one gold answer (v2: two empty answers agree)."""
+    from collections import Counter
+
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(predictions: dict[str, str], golds: dict[str, list[str]], version_2: bool = False) -> dict[str, float]:
+    """Exact match and F1 (0-100) as the official SQuAD v1.1 / v2.0 evaluation defines them: the best
+    over the gold answers; a question without a gold answer (v2) scores 1 only for an empty
+    prediction. v2 adds the HasAns / NoAns breakdown."""
+    em: dict[str, float] = {}
+    f1: dict[str, float] = {}
+    for qid, answers in golds.items():
+        answers = [a for a in answers if normalize_answer(a)] or [""]
+        prediction = predictions.get(qid, "")
+        em[qid] = max(float(normalize_answer(prediction) == normalize_answer(a)) for a in answers)
+        f1[qid] = max(answer_f1(prediction, a) for a in answers)
+    out = {"exact_match": 100 * sum(em.values()) / max(len(em), 1), "f1": 100 * sum(f1.values()) / max(len(f1), 1)}
+    if version_2:
+        has = [q for q, answers in golds.items() if any(normalize_answer(a) for a in answers)]
+        for name, ids in (("HasAns", has), ("NoAns", [q for q in golds if q not in set(has)])):
+            if ids:
+                out[f"{name}_exact"] = 100 * sum(em[q] for q in ids) / len(ids)
+                out[f"{name}_f1"] = 100 * sum(f1[q] for q in ids) / len(ids)
+                out[f"{name}_total"] = len(ids)
+    return out

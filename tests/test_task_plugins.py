@@ -21,7 +21,7 @@ from pydantic import Field
 
 from hf_tuner.config import DataConfig
 from hf_tuner.tasks.base import CardInfo, DataPart, Objective, Task, load_checked
-from hf_tuner.tasks.families import SequenceClassifierFamily
+from hf_tuner.tasks.families import TextHeadFamily
 
 
 class ScoreData(DataConfig):
@@ -88,7 +88,7 @@ class Regression(Objective):
 
 TASK = Task(
     name="toy-text-regression",
-    family=SequenceClassifierFamily(),
+    family=TextHeadFamily(),
     data=ScoredTexts(),
     objective=Regression(),
     card=CardInfo("text-classification", "Text Regression"),

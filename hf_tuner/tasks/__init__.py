@@ -31,6 +31,8 @@ REGISTRY: dict[str, Any] = {
     "dpo": "hf_tuner.tasks.dpo:TASK",
     "grpo": "hf_tuner.tasks.policy:GRPO",
     "rloo": "hf_tuner.tasks.policy:RLOO",
+    "token-classification": "hf_tuner.tasks.token_classification:TASK",
+    "question-answering": "hf_tuner.tasks.question_answering:TASK",
 }
 ENTRY_POINT_GROUP = "hf_tuner.tasks"
 _discovered = False

@@ -215,6 +215,20 @@ class DataPart:
         """Training examples per epoch from `rows` data rows (packing and generation change it)."""
         return rows
 
+    def match_model_labels(self, job: "Job", splits: Splits, names: Optional[list[str]], num_labels: int) -> Splits:
+        """`hf-tuner eval` of a classifier: the data's label ids (a `labels` column) re-numbered to
+        the model's label names (None: the model has only LABEL_0.. names, so the counts must agree)."""
+        from ..data import align_labels
+        from ..errors import DataError, listing
+
+        if names:
+            splits.train = splits.validation = align_labels(splits.validation, job.labels, names)
+            job.labels = names
+        elif len(job.labels or []) != num_labels:
+            raise DataError(f"the data has {len(job.labels or [])} labels ({listing(job.labels or [])}) but the model "
+                            f"has {num_labels} outputs")
+        return splits
+
     def encode_inputs(self, job: "Job", loaded: Loaded, batch: list[str]) -> dict[str, Any]:
         """Raw `predict` inputs -> model inputs."""
         raise NotImplementedError(f"predict is not available for task {job.task.name}")

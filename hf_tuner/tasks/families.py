@@ -3,6 +3,7 @@ models) and causal LMs (causal-lm, dpo, grpo, rloo). Seq2seq and ViT families li
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..data import Splits
@@ -12,12 +13,15 @@ from .loops import generate, left_pad, score
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert")
 
 
-class SequenceClassifierFamily(Family):
-    """`AutoModelForSequenceClassification` (BERT or GPT-2 family): the head's size comes from the
-    objective (labels, or one reward output); GPT-2 pads with eos and reads the last real token."""
+@dataclass(frozen=True)
+class TextHeadFamily(Family):
+    """A text model (BERT or GPT-2 family) with a task head: sequence classification (the default;
+    text classification, reward models), token classification or extractive QA. The head's size
+    comes from the objective (labels, one reward output); GPT-2 pads with eos. peft's task type
+    trains the head fully next to the adapter (modules_to_save)."""
 
-    auto_model = "AutoModelForSequenceClassification"
-    peft_task_type = "SEQ_CLS"  # peft then trains the classifier head fully (modules_to_save)
+    auto_model: str = "AutoModelForSequenceClassification"
+    peft_task_type: Optional[str] = "SEQ_CLS"
 
     def tokenizer_kind(self, job: Job) -> str:
         scratch = job.cfg.model.from_scratch

@@ -47,9 +47,11 @@ def generate(model: Any, inputs: Sequence[Any], encode: Callable[[list[Any]], di
 
 
 def score(model: Any, items: Sequence[Any], encode: Callable[[list[Any]], dict[str, Any]],
-          batch_size: int = 32) -> Iterator[tuple[list[Any], Any]]:
+          batch_size: int = 32, output: Any = "logits") -> Iterator[tuple[list[Any], Any]]:
     """(batch, float logits) for each batch of `items` put through `model` in eval mode without
-    gradients (`encode` turns a batch into model inputs); the model's mode is restored afterwards."""
+    gradients (`encode` turns a batch into model inputs); the model's mode is restored afterwards.
+    `output` names the model output to return (a tuple of names: a tuple of them, e.g. QA's
+    start and end logits)."""
     import torch
 
     was_training = model.training
@@ -58,7 +60,10 @@ def score(model: Any, items: Sequence[Any], encode: Callable[[list[Any]], dict[s
         for start in range(0, len(items), batch_size):
             batch = list(items[start:start + batch_size])
             with torch.no_grad():
-                logits = model(**encode(batch)).logits.float()
-            yield batch, logits
+                out = model(**encode(batch))
+            if isinstance(output, tuple):
+                yield batch, tuple(getattr(out, name).float() for name in output)
+            else:
+                yield batch, getattr(out, output).float()
     finally:
         model.train(was_training)

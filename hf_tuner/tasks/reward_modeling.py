@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ..data import Splits
 from .base import Bare, CardInfo, Job, Loaded, Objective, Task, model_of
-from .families import SequenceClassifierFamily
+from .families import TextHeadFamily
 from .loops import score
 from .preference import PreferencePairs
 
@@ -85,7 +85,7 @@ def pair_metrics(model: Any, dataset: Any, pad_token_id: int, batch_size: int = 
 
 TASK = Task(
     name="reward-modeling",
-    family=SequenceClassifierFamily(),
+    family=TextHeadFamily(),
     data=PreferencePairs(tokenised=True),
     objective=RewardObjective(),
     card=CardInfo("text-classification", "Text Classification"),

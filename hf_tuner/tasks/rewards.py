@@ -64,11 +64,11 @@ class ModelReward:
 
     def __init__(self, spec: RewardSpec, index: int):
         from .base import fit_tokenizer
-        from .families import SequenceClassifierFamily
+        from .families import TextHeadFamily
 
         self.spec = spec
         self.__name__ = spec.display_name()
-        self.family = SequenceClassifierFamily()
+        self.family = TextHeadFamily()
         loaded = self.family.load_trained(resolve_reward_model(spec.model, index))
         self.model, self.tokenizer = fit_tokenizer(loaded.model, loaded.processing), loaded.processing
         self.label_index = label_index(self.model.config, spec, index)

@@ -9,7 +9,7 @@ from ..config import DataConfig, LabelledData
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from .base import CardInfo, DataPart, Job, Loaded, Task, load_checked, require_texts
 from .classification import Classification
-from .families import SequenceClassifierFamily
+from .families import TextHeadFamily
 
 
 class TextClassificationData(LabelledData, DataConfig):
@@ -69,7 +69,7 @@ class LabelledTexts(DataPart):
 
 TASK = Task(
     name="text-classification",
-    family=SequenceClassifierFamily(),
+    family=TextHeadFamily(),
     data=LabelledTexts(),
     objective=Classification(),
     card=CardInfo("text-classification", "Text Classification"),
