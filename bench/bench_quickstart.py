@@ -56,10 +56,10 @@ def run_by_hand(args, static: bool) -> dict:
 
     from hf_tuner.packaged import resolve_dataset, resolve_model
     from hf_tuner.run import learning_rate
-    from hf_tuner.tasks.text_classification import TextClassification
+    from hf_tuner.tasks import get_task
 
     cfg = recipe_config(args)
-    rate = learning_rate(cfg, TextClassification(cfg))[0]  # the rate hf-tuner trains with (the recipe's default)
+    rate = learning_rate(cfg, get_task(cfg.task).bind(cfg))[0]  # the rate hf-tuner trains with (the recipe's default)
     set_seed(cfg.training.seed)
     model_path = resolve_model(cfg.model.name_or_path)
     ds = load_dataset("parquet", data_files=resolve_dataset(cfg.data.train), split="train")
@@ -102,9 +102,10 @@ def run_by_hand(args, static: bool) -> dict:
 
 
 def _hf_tuner_rows(cfg) -> dict:
-    from hf_tuner.tasks.text_classification import TextClassification
+    from hf_tuner.tasks import get_task
 
-    splits = TextClassification(cfg).load_data()
+    job = get_task(cfg.task).bind(cfg)
+    splits = job.data.load(job)
     return {"train": splits.train["text"], "validation": splits.validation["text"]}
 
 

@@ -223,3 +223,25 @@ def test_reader_pushes_with_its_pipeline_tag(cli, qa_run, hub, monkeypatch, tmp_
     assert result.exit_code == 0, result.output
     card = (write_files(hub.files("me/reader"), tmp_path / "pushed") / "README.md").read_text()
     assert "pipeline_tag: question-answering" in card and "name: exact_match" in card
+
+
+@pytest.mark.slow
+def test_reader_resumes_and_trains_in_two_processes(qa_setup, qa_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_token_classification import interrupted_then_resumed
+
+    whole = json.loads((qa_run / "summary.json").read_text())
+    resumed = interrupted_then_resumed(qa_setup / "qa.yaml", tmp_path / "resumed")
+    assert resumed["metrics"]["f1"] == pytest.approx(whole["metrics"]["f1"], abs=1e-3)
+    assert resumed["metrics_before"]["f1"] == pytest.approx(whole["metrics_before"]["f1"])
+    out = tmp_path / "two"
+    result = subprocess.run([str(Path(sys.executable).parent / "hf-tuner"), "train", str(qa_setup / "qa.yaml"), "-n", "2",
+                             "-o", str(out)], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["metrics"]["HasAns_total"] + summary["metrics"]["NoAns_total"] == 80
+    assert summary["metrics"]["f1"] > summary["metrics_before"]["f1"] + 20
