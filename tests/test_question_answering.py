@@ -173,7 +173,7 @@ def test_reader_predicts_spans_and_no_answer(cli, qa_run, tmp_path):
     result = cli("predict", qa_run, "--context", context, "which colour ?", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip())
-    assert out["answer"] == "green" and (out["start"], out["end"]) == (19, 24)
+    assert out["answer"] == "green" and (out["start"], out["end"]) == (20, 25)
     result = cli("predict", qa_run, "--context", "the big dog was near my house", "which colour ?")
     assert result.exit_code == 0, result.output
     assert "no answer" in result.stdout

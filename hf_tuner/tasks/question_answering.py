@@ -244,7 +244,15 @@ class SpanExtraction(Objective):
         d = job.cfg.data
         windows = getattr(features, split)
         examples = job.state["examples"][split]
-        out = runner.predict(windows, metric_key_prefix=split)
+        # transformers 5 also groups EVALUATION batches by length when training does
+        # (train_sampling_strategy=group_by_length): the logits would come back in another order than
+        # the windows they belong to, so evaluate in the windows' own order
+        args, grouped = runner.args, runner.args.train_sampling_strategy
+        args.train_sampling_strategy = "random"
+        try:
+            out = runner.predict(windows, metric_key_prefix=split)
+        finally:
+            args.train_sampling_strategy = grouped
         start_logits, end_logits = out.predictions[:2] if isinstance(out.predictions, tuple) else out.predictions
         best, nbest = best_answers(examples, windows, start_logits, end_logits, d, d.context_column)
         ids = [str(i) for i in (examples[d.id_column] if d.id_column in examples.column_names else examples["example_index"])]
