@@ -138,6 +138,7 @@ def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, ov
             summary = (rundir.read_summary(staging) or summary).set(status="running", command=command,
                                                                     output_dir=str(out.resolve()), error=None)
             summary.resumed = [*summary.resumed, {"from": checkpoint.name, "at": _now()}]
+            summary.model_fields_set.discard("error")  # the earlier failure is not this run's
 
         def write() -> None:
             if main:
