@@ -188,12 +188,17 @@ def _tweet_qa(dest: Path) -> Path:
     (SQuAD v2 style). Contexts are the tweets' words joined by spaces."""
     import random
 
-    from .data import read_conll
-
-    tweets = read_conll(Path(resolve_dataset("packaged:wnut16-tweets")), "packaged:wnut16-tweets")
+    sentences: list[tuple[list[str], list[str]]] = [([], [])]
+    for line in Path(resolve_dataset("packaged:wnut16-tweets")).read_text(encoding="utf-8").splitlines():
+        fields = line.split()  # token<TAB>tag; a blank (or tab-only) line ends a tweet
+        if fields:
+            sentences[-1][0].append(fields[0])
+            sentences[-1][1].append(fields[-1])
+        elif sentences[-1][0]:
+            sentences.append(([], []))
     rng = random.Random(0)
     rows = []
-    for n, (words, tags) in enumerate(zip(tweets["tokens"], tweets["ner_tags"])):
+    for n, (words, tags) in enumerate(s for s in sentences if s[0]):
         context = " ".join(words)
         starts = [0]
         for w in words[:-1]:

@@ -289,6 +289,14 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
             trainer.model._is_accelerate_prepared = False
         if main:  # kept in staging, so a resumed run still has them
             job.objective.write_artifacts(job, staging, [])  # e.g. the samples before training
+    import torch
+
+    rng_file = staging / rundir.TRAIN_RNG
+    if checkpoint is None:
+        if main:  # the before-training evaluation drew from it; the train sampler's seed comes from it next
+            torch.save(torch.random.get_rng_state(), rng_file)
+    elif rng_file.is_file():  # so a resumed run orders its batches as the interrupted one did
+        torch.random.set_rng_state(torch.load(rng_file))
     on_status(f"Training on {len(features.train)} rows ..." if checkpoint is None else
               f"Resuming from {checkpoint.name} ...")
     summary.status = "training"
@@ -326,6 +334,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
         return
     on_status("Saving the model ...")
     rundir.discard(staging / rundir.CHECKPOINTS)  # the final model supersedes them
+    (staging / rundir.TRAIN_RNG).unlink(missing_ok=True)
     model = trainer.accelerator.unwrap_model(trainer.model)
     saved = rundir.save_model(model, p.processing, staging, cfg.method.save_merged)
     summary.saved = {k: os.path.relpath(v, staging) for k, v in saved.items()}

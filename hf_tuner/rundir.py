@@ -36,6 +36,7 @@ LOSS_PLOT = "loss.png"
 CARD = "README.md"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS = "checkpoints"
+TRAIN_RNG = "train_rng_state.pt"  # staging only: the random state training started with (a resume replays it)
 STAGING_SUFFIX = ".incomplete"
 # Files of a run that describe it (not the model): uploaded next to the model, read by `eval`.
 RUN_FILES = (CONFIG, METRICS, LOSS_PLOT, LOG_HISTORY)
