@@ -199,7 +199,12 @@ class DataPart:
         return {}
 
     def check_positions(self, job: "Job", positions: int) -> None:
-        """Fail before training when the sequences would not fit the model's `positions`."""
+        """Fail before training when the sequences would not fit the model's `positions` (families
+        with a learned position table call it; the default checks `data.max_length`)."""
+        limit = getattr(job.cfg.data, "max_length", None)
+        if limit is not None and limit > positions:
+            raise ConfigError(f"data.max_length={limit} is longer than the model's {positions} positions: "
+                              "lower data.max_length")
 
     def token_lengths(self, job: "Job", rows: Any, processing: Any) -> list[Any]:
         """Untruncated token lengths of sample rows (`data.Lengths`, one per measured field) with

@@ -153,11 +153,6 @@ class Documents(DataPart):
         for col in self.columns(job).values():
             yield from (str(t) for t in splits.train[col])
 
-    def check_positions(self, job: Job, positions: int) -> None:
-        if job.cfg.data.max_length > positions:
-            raise ConfigError(f"data.max_length={job.cfg.data.max_length} is longer than the model's {positions} "
-                              "positions: lower data.max_length")
-
     def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
         d = job.cfg.data
         tokenize = document_tokenizer(processing, d.max_length, d.text_column, d.prompt_column, d.completion_column)

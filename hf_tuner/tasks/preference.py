@@ -47,11 +47,6 @@ class PreferencePairs(DataPart):
             if col in splits.train.column_names and isinstance(splits.train[0][col], str):
                 yield from splits.train[col]
 
-    def check_positions(self, job: Job, positions: int) -> None:
-        if job.cfg.data.max_length > positions:
-            raise ConfigError(f"data.max_length={job.cfg.data.max_length} is longer than the model's {positions} "
-                              "positions: lower data.max_length")
-
     def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
         if not self.tokenised:
             return splits

@@ -137,11 +137,6 @@ class AnswerSpans(DataPart):
         yield from splits.train[d.question_column]
         yield from splits.train[d.context_column]
 
-    def check_positions(self, job: Job, positions: int) -> None:
-        if job.cfg.data.max_length > positions:
-            raise ConfigError(f"data.max_length={job.cfg.data.max_length} is longer than the model's {positions} "
-                              "positions: lower data.max_length")
-
     def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
         if not getattr(processing, "is_fast", False):
             raise ConfigError("question answering needs a fast tokenizer (offset mappings locate the answers): use a "

@@ -21,6 +21,7 @@ from ..config import DataConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, DataError, listing
 from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, label_config, load_checked, rounded
+from .classification import argmax
 from .families import TextHeadFamily
 from .loops import score
 
@@ -192,12 +193,6 @@ def first_subword_tags(predictions: Any, labels: Any, names: list[str]) -> tuple
         preds.append([names[p] for p, _ in keep])
         refs.append([names[l] for _, l in keep])
     return preds, refs
-
-
-def argmax(logits: Any, labels: Any) -> Any:
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return logits.argmax(dim=-1)
 
 
 class EntityTagging(Objective):
