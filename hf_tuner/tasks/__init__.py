@@ -31,6 +31,7 @@ REGISTRY: dict[str, Any] = {
     "dpo": "hf_tuner.tasks.dpo:TASK",
     "grpo": "hf_tuner.tasks.policy:GRPO",
     "rloo": "hf_tuner.tasks.policy:RLOO",
+    "masked-lm": "hf_tuner.tasks.masked_lm:TASK",
 }
 ENTRY_POINT_GROUP = "hf_tuner.tasks"
 _discovered = False
