@@ -264,15 +264,26 @@ def test_a_masked_lm_run_starts_a_text_classifier_with_a_new_head(cli, full_run,
     assert clf.config.id2label == {0: "negative", 1: "positive"}
 
 
+@pytest.fixture(scope="module")
+def lora_run(tiny):
+    from typer.testing import CliRunner
+
+    from hf_tuner.cli import app
+
+    out = tiny / "runs" / "lora"
+    result = CliRunner().invoke(app, ["train", str(recipe(tiny, "lora.yaml", training={"learning_rate": 1e-2},
+                                                          method={"name": "lora", "lora": {"target_modules": "all-linear"}})),
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output[-3000:]
+    return out
+
+
 @pytest.mark.slow
-def test_lora_keeps_the_lm_head_tied_and_learns(cli, tiny):
+def test_lora_keeps_the_lm_head_tied_and_learns(lora_run, tiny):
     import torch
     from transformers import AutoModelForMaskedLM
 
-    out = tiny / "runs" / "lora"
-    result = cli("train", recipe(tiny, "lora.yaml", method={"name": "lora", "lora": {"target_modules": "all-linear"}},
-                                 training={"learning_rate": 1e-2}), "-o", out)
-    assert result.exit_code == 0, result.output[-3000:]
+    out = lora_run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trainable_params"] < summary["total_params"] / 3
     # rank-8 adapters on a random tiny model learn slowly: lower than before is what is asked
@@ -287,6 +298,24 @@ def test_lora_keeps_the_lm_head_tied_and_learns(cli, tiny):
     # ... and merged its adapters into the linear layers
     assert not torch.equal(merged.bert.encoder.layer[0].attention.self.query.weight,
                            base.bert.encoder.layer[0].attention.self.query.weight)
+
+
+@pytest.mark.slow
+def test_push_merges_the_lora_run_and_tags_it_fill_mask(cli, lora_run, hub, tmp_path):
+    from conftest import HUB_TOKEN, write_files
+
+    result = cli("push", lora_run, "--repo-id", "me/mlm", "--merge-lora", "--token", HUB_TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    assert "outputs match the adapter model" in result.stderr
+    files = hub.files("me/mlm")
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    assert meta["pipeline_tag"] == "fill-mask"
+    from transformers import pipeline
+
+    received = write_files(files, tmp_path / "received")
+    assert pipeline("fill-mask", model=str(received))("i [MASK] it", top_k=2)[0]["token"] == \
+        pipeline("fill-mask", model=str(lora_run))("i [MASK] it", top_k=2)[0]["token"]
 
 
 @pytest.mark.slow
