@@ -32,6 +32,7 @@ REGISTRY: dict[str, Any] = {
     "grpo": "hf_tuner.tasks.policy:GRPO",
     "rloo": "hf_tuner.tasks.policy:RLOO",
     "masked-lm": "hf_tuner.tasks.masked_lm:TASK",
+    "image-captioning": "hf_tuner.tasks.image_captioning:TASK",
 }
 ENTRY_POINT_GROUP = "hf_tuner.tasks"
 _discovered = False
