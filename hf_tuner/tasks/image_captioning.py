@@ -462,7 +462,10 @@ class Captioning(Objective):
         options = {"max_new_tokens": job.cfg.eval.max_new_tokens, "num_beams": job.cfg.eval.num_beams}
         predictions = job.family.caption(loaded, images, options, runner.args.per_device_eval_batch_size)
         scores, hint = caption_metrics(predictions, references)
-        if hint and hint not in job.notes:
+        if hint and hint not in job.notes:  # said once per run or eval, on stderr, and kept in its notes
+            import sys
+
+            print(f"note: {hint}", file=sys.stderr)
             job.notes.append(hint)
         metrics.update({k: round(v, 6) for k, v in scores.items()})
         metrics["gen_len"] = round(sum(len(p.split()) for p in predictions) / max(len(predictions), 1), 3)
