@@ -264,13 +264,24 @@ def test_plan_runs_for_a_captioning_recipe(cli, shapes):
     assert "activations" in result.stdout and "vision-encoder-decoder from scratch" in result.stdout
 
 
-@pytest.mark.slow
-def test_lora_adapts_both_halves_and_the_cross_attention(cli, shapes):
+@pytest.fixture(scope="module")
+def lora_run(shapes):
+    from typer.testing import CliRunner
+
+    from hf_tuner.cli import app
+
     out = shapes / "runs" / "lora"
-    result = cli("train", recipe(shapes, "lora.yaml", method={"name": "lora", "lora": {
+    path = recipe(shapes, "lora.yaml", method={"name": "lora", "lora": {
         "target_modules": "all-linear", "modules_to_save": ["embeddings", "wte", "wpe"]}},
-        training={"learning_rate": 1e-2, "num_train_epochs": 4}), "-o", out)
+        training={"learning_rate": 1e-2, "num_train_epochs": 4})
+    result = CliRunner().invoke(app, ["train", str(path), "-o", str(out)])
     assert result.exit_code == 0, result.output[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_lora_adapts_both_halves_and_the_cross_attention(lora_run):
+    out = lora_run
     summary = json.loads((out / "summary.json").read_text())
     targets = " ".join(summary["lora_target_modules"])
     assert "crossattention" in targets and "encoder." in targets and "decoder." in targets
@@ -294,3 +305,58 @@ def test_pretrained_halves_train_with_new_cross_attention(cli, shapes):
     model = VisionEncoderDecoderModel.from_pretrained(out)
     assert model.config.encoder.model_type == "vit" and model.config.decoder.add_cross_attention
     assert AutoImageProcessor.from_pretrained(out).size["height"] == 32
+
+
+@pytest.mark.slow
+def test_push_merges_a_lora_run_and_tags_it_image_to_text(cli, full_run, shapes, hub, tmp_path):
+    """LoRA on the trained captioner (a saved base model the adapter can be merged onto again)."""
+    from conftest import HUB_TOKEN
+
+    out = shapes / "runs" / "lora-on-full"
+    trained = cli("train", recipe(shapes, "lora2.yaml", model={**HALVES, "name_or_path": str(full_run)},
+                                  method={"name": "lora", "lora": {"target_modules": "all-linear"}},
+                                  training={"max_steps": 2}, eval={"before_training": False}), "-o", out)
+    assert trained.exit_code == 0, trained.output[-3000:]
+    result = cli("push", out, "--repo-id", "me/captions", "--merge-lora", "--token", HUB_TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    assert "outputs match the adapter model" in result.stderr  # the merge check ran on probe images
+    files = hub.files("me/captions")
+    assert {"model.safetensors", "generation_config.json", "preprocessor_config.json", "tokenizer.json"} <= set(files)
+    meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    assert meta["pipeline_tag"] == "image-to-text"
+
+
+@pytest.mark.slow
+def test_resume_after_an_interrupt_and_two_processes(shapes, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bin_ = str(Path(sys.executable).parent / "hf-tuner")
+    env = {**os.environ, "HF_TUNER_CACHE": str(tmp_path / "cache")}
+    path = recipe(shapes, "resume.yaml", training={"max_steps": 6, "save_strategy": "steps", "save_steps": 2})
+    one = tmp_path / "one"
+    proc = subprocess.Popen([bin_, "train", str(path), "-o", str(one)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    marker = Path(str(one) + ".incomplete") / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not marker.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=300)
+    resumed = subprocess.run([bin_, "train", str(path), "-o", str(one), "--resume"], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    single = json.loads((one / "summary.json").read_text())
+    assert single["status"] == "completed" and single["resumed"] and single["train"]["global_steps"] == 6
+    two = tmp_path / "two"
+    result = subprocess.run([bin_, "train", str(path), "-n", "2", "-o", str(two), "training.max_steps=2",
+                             "training.save_strategy=no"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    double = json.loads((two / "summary.json").read_text())
+    assert double["processes"] == 2
+    # the same untrained model on the same 12 images: the same mean loss in 1 and 2 processes
+    assert double["metrics_before"]["loss"] == pytest.approx(single["metrics_before"]["loss"], rel=0.02)
