@@ -60,19 +60,32 @@ class ModelConfig(Strict):
     tokenizer: Optional[TokenizerConfig] = None
     image_size: Optional[int] = Field(None, ge=8)
     trust_remote_code: bool = False
+    # an encoder-decoder joined from two pretrained halves (image captioning: a vision encoder, a text decoder)
+    encoder: Optional[str] = None
+    decoder: Optional[str] = None
 
     @model_validator(mode="after")
     def _one_source(self):
-        if bool(self.name_or_path) == bool(self.from_scratch):
+        if bool(self.encoder) != bool(self.decoder):
+            raise ValueError("set both model.encoder and model.decoder (the two pretrained halves), or neither")
+        if bool(self.name_or_path) + bool(self.from_scratch) + bool(self.encoder) != 1:
             raise ValueError(
                 "set exactly one of model.name_or_path (a Hub id, a folder or packaged:NAME) "
                 "and model.from_scratch (a model_type plus config values)"
+                + (" (or model.encoder + model.decoder)" if self.encoder else "")
             )
         return self
 
+    def describe(self) -> str:
+        """The model a recipe starts from, in a few words."""
+        if self.encoder:
+            return f"{self.encoder} + {self.decoder}"
+        return self.name_or_path or f"{self.from_scratch.model_type} from scratch"
+
     def has_tokenizer_source(self) -> bool:
         """True when a tokenizer comes with the model or is named / trained by the recipe."""
-        return bool(self.name_or_path or (self.tokenizer and (self.tokenizer.train or self.tokenizer.name_or_path)))
+        return bool(self.name_or_path or self.decoder
+                    or (self.tokenizer and (self.tokenizer.train or self.tokenizer.name_or_path)))
 
 
 class DataConfig(Strict):

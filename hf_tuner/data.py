@@ -11,7 +11,8 @@ from .config import DataConfig
 from .errors import DataError, listing
 from .packaged import cache_root, is_packaged, resolve_dataset
 
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
+                 ".txt": "text"}  # text: one row per line, in a `text` column
 CONLL_SUFFIXES = (".conll", ".iob", ".bio")  # CoNLL text: a token and its tag per line (`data.format: conll` for .txt)
 
 
@@ -126,11 +127,11 @@ def load_source(spec: str, cfg: DataConfig, split: Optional[str]):
             return read_conll(path, label)
         builder = FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise DataError(f"cannot read {label}: use .csv, .tsv, .json, .jsonl, .parquet, CoNLL .conll/.iob/.bio (or .txt with data.format=conll) or a folder of images")
+            raise DataError(f"cannot read {label}: use .csv, .tsv, .json, .jsonl, .parquet, .txt (one row per line; data.format=conll for CoNLL), CoNLL .conll/.iob/.bio or a folder of images")
         kwargs: dict[str, Any] = {}
         if path.suffix.lower() == ".tsv":
             kwargs["delimiter"] = "\t"
-        if builder == "csv" and cfg.encoding:
+        if builder in ("csv", "text") and cfg.encoding:
             kwargs["encoding"] = cfg.encoding
         if path.stat().st_size == 0:
             raise DataError(f"the data file {label} is empty")

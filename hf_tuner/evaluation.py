@@ -95,7 +95,8 @@ def eval_config(ref: ModelRef, task: str, source: Optional[str], split: Optional
     from .recipes import build_config
 
     base = ref.run_cfg.to_dict() if ref.run_cfg is not None else {"task": task, "data": {}}
-    model = {k: v for k, v in base.get("model", {}).items() if k not in ("from_scratch", "tokenizer", "revision", "name_or_path")}
+    model = {k: v for k, v in base.get("model", {}).items() if k not in ("from_scratch", "tokenizer", "revision", "name_or_path",
+                                                                        "encoder", "decoder")}
     model["name_or_path"] = ref.path
     data = dict(base.get("data", {}))
     if source is not None:
@@ -206,6 +207,10 @@ def evaluate(model: str, data: Optional[str] = None, split: Optional[str] = None
     if splits.notes or job.notes:
         result["notes"] = [*job.notes, *splits.notes]
     _save(result, ref, output)
+    if result.get("output"):
+        written = job.objective.eval_artifacts(job, Path(result["output"]))  # e.g. a sample sheet next to the JSON
+        if written:
+            result["artifacts"] = written
     return result
 
 

@@ -117,12 +117,13 @@ def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None
     replaced = replaced_head(name, cfg, config)
     if replaced:
         kwargs["ignore_mismatched_sizes"] = True  # keep the body, start a new head of the right size
-        if notes is not None:
-            notes.append(replaced)
+    note = replaced or other_head(name, cfg, auto_class)
+    if note and notes is not None:
+        notes.append(note)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
-    if replaced:  # the note says it in one line: no multi-line LOAD REPORT from transformers as well
+    if note:  # the note says it in one line: no multi-line LOAD REPORT from transformers as well
         hf_logging.set_verbosity_error()
     try:
         return auto_class.from_pretrained(
@@ -153,6 +154,25 @@ def replaced_head(name: str, cfg: ModelConfig, config: Any) -> Optional[str]:
     shown = f" ({listing(labels, 5)})" if labels and not all(l.startswith("LABEL_") for l in labels) else ""
     return (f"model: the checkpoint's classifier head has {own.num_labels} classes{shown}; it was replaced by a new, "
             f"untrained head for {wanted} classes")
+
+
+def other_head(name: str, cfg: ModelConfig, auto_class: Any) -> Optional[str]:
+    """A one-line note when a classifier (`auto_class` AutoModelFor...Classification) starts from a
+    checkpoint with a head of another kind (e.g. a BertForMaskedLM after domain adaptation): that head
+    is left out and the classifier head is new. A bare encoder (BertModel) has no head: no note."""
+    from transformers import AutoConfig
+
+    wanted = getattr(auto_class, "__name__", "").removeprefix("AutoModel")
+    if wanted not in HEAD_SUFFIXES:
+        return None
+    try:
+        own = AutoConfig.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    others = [a for a in (getattr(own, "architectures", None) or []) if "For" in a and not a.endswith(HEAD_SUFFIXES)]
+    if not others:
+        return None
+    return f"model: the checkpoint is a {others[0]}: its head is left out and a new, untrained {wanted[3:]} head is added"
 
 
 def load_tokenizer(cfg: ModelConfig, texts: Optional[Iterable[str]] = None, kind: str = "causal"):

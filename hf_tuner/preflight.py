@@ -26,7 +26,8 @@ peak per device = runtime + weights + gradients + optimizer + activations (+ log
   optimizer    = trainable parameters x 8 bytes (AdamW's two fp32 moments; SGD without momentum 0), sharded like gradients
   activations  = layers x batch x seq x hidden x (34 + 5 x heads x seq / hidden) x bytes per activation / 2
                  (Korthikanti et al. 2022, per transformer layer without recomputation; with gradient
-                 checkpointing: layers x batch x seq x hidden x bytes + one layer's worth)
+                 checkpointing: layers x batch x seq x hidden x bytes + one layer's worth);
+                 an encoder-decoder of two models (ViT + GPT-2): the sum over both halves
   logits       = batch x seq x vocabulary x 4 bytes x 3 (logits, log-softmax, their gradient), models with an LM head
   DDP buckets  = gradients once more when several processes train full copies (DistributedDataParallel)
   frozen copy  = weights once more for a reference model (DPO, GRPO/RLOO with beta > 0, full fine-tuning)
@@ -107,16 +108,22 @@ def estimate_memory(model: Any, seq: int, batch: int, precision: str, processes:
     mem.terms["gradients"] = trainable_bytes // (n if sharded_grads else 1)
     state = 0 if optimizer.startswith("sgd") else 8
     mem.terms["optimizer"] = trainable * state // (n if sharded_optimizer else 1)
-    dims = model_dims(getattr(model, "config", None))
+    config = getattr(model, "config", None)
+    # an encoder-decoder made of two models (VisionEncoderDecoder): the activations of both halves
+    halves = [getattr(config, "encoder", None), getattr(config, "decoder", None)]
+    parts = halves if all(hasattr(h, "to_dict") for h in halves) else [config]
     act = 2 if precision in ("bf16", "fp16") else 4
     if precision in ("bf16", "fp16"):
         mem.terms["half-precision weight copy"] = sum(p.numel() for p in params) * 2 // (n if sharded_weights else 1)
-    h, layers, heads = dims["hidden"], dims["layers"], dims["heads"]
-    per_layer = batch * seq * h * (34 + 5 * heads * seq / max(h, 1)) * act / 2
-    if gradient_checkpointing:
-        mem.terms["activations"] = int(layers * batch * seq * h * act + per_layer)
-    else:
-        mem.terms["activations"] = int(layers * per_layer)
+    mem.terms["activations"] = 0
+    for part in parts:
+        dims = model_dims(part)
+        h, layers, heads = dims["hidden"], dims["layers"], dims["heads"]
+        per_layer = batch * seq * h * (34 + 5 * heads * seq / max(h, 1)) * act / 2
+        if gradient_checkpointing:
+            mem.terms["activations"] += int(layers * batch * seq * h * act + per_layer)
+        else:
+            mem.terms["activations"] += int(layers * per_layer)
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if output is not None and dims["vocab"]:
         mem.terms["logits"] = batch * seq * dims["vocab"] * 4 * 3
@@ -165,7 +172,7 @@ def preflight(cfg: RunConfig, launch: Any, sample_rows: int = 2000) -> dict[str,
     rows = job.data.training_rows(job, len(train), lengths)
     out: dict[str, Any] = {
         "task": cfg.task,
-        "model": cfg.model.name_or_path or f"{cfg.model.from_scratch.model_type} from scratch",
+        "model": cfg.model.describe(),
         "method": cfg.method.name,
         "total_params": total,
         "trainable_params": trainable,

@@ -61,7 +61,7 @@ def learning_rate(cfg: RunConfig, job: Any) -> tuple[float, str]:
 def describe(p: Prepared) -> dict[str, Any]:
     """The facts `validate` prints and `summary.json` keeps about a prepared run."""
     cfg = p.cfg
-    model_name = cfg.model.name_or_path or f"{cfg.model.from_scratch.model_type} from scratch"
+    model_name = cfg.model.describe()
     rate, source = learning_rate(cfg, p.job)
     out = {
         "task": cfg.task,

@@ -33,6 +33,8 @@ REGISTRY: dict[str, Any] = {
     "rloo": "hf_tuner.tasks.policy:RLOO",
     "token-classification": "hf_tuner.tasks.token_classification:TASK",
     "question-answering": "hf_tuner.tasks.question_answering:TASK",
+    "masked-lm": "hf_tuner.tasks.masked_lm:TASK",
+    "image-captioning": "hf_tuner.tasks.image_captioning:TASK",
 }
 ENTRY_POINT_GROUP = "hf_tuner.tasks"
 _discovered = False

@@ -104,6 +104,7 @@ class Family:
     peft_task_type: ClassVar[Optional[str]] = None  # peft TaskType name, None when peft has none (ViT)
     lora_modules_to_save: ClassVar[tuple[str, ...]] = ()  # heads to train fully next to the adapter
     needs_tokenizer: ClassVar[bool] = True  # a model built from scratch needs a tokenizer named or trained
+    two_halves: ClassVar[bool] = False  # takes model.encoder + model.decoder (two pretrained halves)
 
     def auto_class(self) -> Any:
         import transformers
@@ -325,6 +326,10 @@ class Objective:
         """Write objective-specific files into a run folder (samples, a reward plot); their names."""
         return []
 
+    def eval_artifacts(self, job: "Job", result_path: Path) -> list[str]:
+        """Write files next to an `hf-tuner eval` result (`result_path`, its JSON): e.g. a sample sheet."""
+        return []
+
     def predict(self, job: "Job", loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
         """Run a trained model on raw inputs; one result dict per input."""
         raise NotImplementedError(f"predict is not available for task {job.task.name}")
@@ -363,6 +368,8 @@ class Task:
         if self.family.needs_tokenizer and not cfg.model.has_tokenizer_source():
             problems.append("a model built from scratch needs a tokenizer: set model.tokenizer.train=true "
                             "or model.tokenizer.name_or_path")
+        if cfg.model.encoder and not self.family.two_halves:
+            problems.append(f"model.encoder / model.decoder: a {self.name} model is one checkpoint: use model.name_or_path")
         source = cfg.model.name_or_path
         if source and not source.startswith("packaged:"):
             from ..rundir import run_task

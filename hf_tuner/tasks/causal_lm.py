@@ -92,7 +92,8 @@ class CausalLMCollator:
         return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
 
-def _causal_lm_trainer_class() -> Any:
+def perplexity_trainer_class() -> Any:
+    """A Trainer whose evaluation also reports perplexity (causal and masked language models)."""
     from transformers import Trainer
 
     class CausalLMTrainer(Trainer):
@@ -220,7 +221,7 @@ class LanguageModeling(Objective):
         return {"prediction_loss_only": True, "remove_unused_columns": False}
 
     def trainer_class(self) -> Any:
-        return _causal_lm_trainer_class()
+        return perplexity_trainer_class()
 
     def predict(self, job: Job, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
         return complete_prompts(job, loaded, inputs, **options)

@@ -73,4 +73,6 @@ TASK = Task(
     data=LabelledTexts(),
     objective=Classification(),
     card=CardInfo("text-classification", "Text Classification"),
+    # a masked-LM run (domain adaptation) is an encoder to classify with: a new head, with a note
+    model_kinds=("text-classification", "masked-lm"),
 )
