@@ -134,7 +134,7 @@ def load_model(auto_class: Any, cfg: ModelConfig, config: Any, dtype: Any = None
         hf_logging.set_verbosity(verbosity)
 
 
-HEAD_SUFFIXES = ("ForSequenceClassification", "ForImageClassification", "ForTokenClassification")
+HEAD_SUFFIXES = ("ForSequenceClassification", "ForImageClassification", "ForTokenClassification", "ForQuestionAnswering")
 
 
 def replaced_head(name: str, cfg: ModelConfig, config: Any) -> Optional[str]:
@@ -157,8 +157,9 @@ def replaced_head(name: str, cfg: ModelConfig, config: Any) -> Optional[str]:
 
 
 def other_head(name: str, cfg: ModelConfig, auto_class: Any) -> Optional[str]:
-    """A one-line note when a classifier (`auto_class` AutoModelFor...Classification) starts from a
-    checkpoint with a head of another kind (e.g. a BertForMaskedLM after domain adaptation): that head
+    """A one-line note when a model with a task head (`auto_class` AutoModelFor...Classification or
+    ...QuestionAnswering) starts from a checkpoint with a head of another kind (e.g. a BertForMaskedLM
+    after domain adaptation, or a sentence classifier tagging tokens): that head
     is left out and the classifier head is new. A bare encoder (BertModel) has no head: no note."""
     from transformers import AutoConfig
 
@@ -169,7 +170,7 @@ def other_head(name: str, cfg: ModelConfig, auto_class: Any) -> Optional[str]:
         own = AutoConfig.from_pretrained(name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):
         return None
-    others = [a for a in (getattr(own, "architectures", None) or []) if "For" in a and not a.endswith(HEAD_SUFFIXES)]
+    others = [a for a in (getattr(own, "architectures", None) or []) if "For" in a and not a.endswith(wanted)]
     if not others:
         return None
     return f"model: the checkpoint is a {others[0]}: its head is left out and a new, untrained {wanted[3:]} head is added"

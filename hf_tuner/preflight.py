@@ -29,6 +29,7 @@ peak per device = runtime + weights + gradients + optimizer + activations (+ log
                  checkpointing: layers x batch x seq x hidden x bytes + one layer's worth);
                  an encoder-decoder of two models (ViT + GPT-2): the sum over both halves
   logits       = batch x seq x vocabulary x 4 bytes x 3 (logits, log-softmax, their gradient), models with an LM head
+                 (masked LMs: only the masked share of the positions, which is all their training head computes)
   DDP buckets  = gradients once more when several processes train full copies (DistributedDataParallel)
   frozen copy  = weights once more for a reference model (DPO, GRPO/RLOO with beta > 0, full fine-tuning)
   runtime      = CPU: this process's resident memory with the libraries, tokenizer and data loaded (measured);
@@ -92,7 +93,8 @@ def model_dims(config: Any) -> dict[str, int]:
 
 
 def estimate_memory(model: Any, seq: int, batch: int, precision: str, processes: int, shards: str,
-                    gradient_checkpointing: bool, optimizer: str, frozen_copies: int, runtime: int) -> Memory:
+                    gradient_checkpointing: bool, optimizer: str, frozen_copies: int, runtime: int,
+                    logit_share: float = 1.0) -> Memory:
     """Peak memory per device by `MEMORY_FORMULA`."""
     params = {id(p): p for p in model.parameters()}.values()
     weight_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -126,7 +128,7 @@ def estimate_memory(model: Any, seq: int, batch: int, precision: str, processes:
             mem.terms["activations"] += int(layers * per_layer)
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if output is not None and dims["vocab"]:
-        mem.terms["logits"] = batch * seq * dims["vocab"] * 4 * 3
+        mem.terms["logits"] = int(batch * seq * logit_share * dims["vocab"] * 4 * 3)
     if processes > 1 and not sharded_grads:
         mem.terms["DDP buckets"] = trainable_bytes
     if frozen_copies:
@@ -168,7 +170,8 @@ def preflight(cfg: RunConfig, launch: Any, sample_rows: int = 2000) -> dict[str,
     seq = job.data.memory_sequence(job, model.config, lengths)
     batch = t.per_device_train_batch_size * job.data.sequences_per_example
     mem = estimate_memory(model, seq, batch, precision, processes, launch.profile.shards,
-                          bool(args.gradient_checkpointing), optimizer, job.objective.frozen_copies(job), runtime)
+                          bool(args.gradient_checkpointing), optimizer, job.objective.frozen_copies(job), runtime,
+                          job.objective.logit_share(job))
     rows = job.data.training_rows(job, len(train), lengths)
     out: dict[str, Any] = {
         "task": cfg.task,

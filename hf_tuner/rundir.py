@@ -398,7 +398,15 @@ def load_trained(auto_class: Any, path: str | Path, adapter: bool = False):
         from transformers import AutoConfig
 
         base_kwargs["config"] = AutoConfig.from_pretrained(folder)
-    base = auto_class.from_pretrained(adapter_base(found), **base_kwargs)
+    source = adapter_base(found)
+    if not source:
+        raise ConfigError(f"{folder}: the LoRA adapter's base model was built in the run (from scratch, or from two "
+                          "halves) and not saved, so base + adapter cannot be loaded again: use the run's merged copy "
+                          "(push without --merge-lora or --adapter-only)")
+    try:
+        base = auto_class.from_pretrained(source, **base_kwargs)
+    except (OSError, ValueError) as exc:
+        raise describe_load_error(str(source), exc) from None
     return PeftModel.from_pretrained(base, found)
 
 

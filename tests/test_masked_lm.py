@@ -152,6 +152,53 @@ def test_masked_token_accuracy_counts_masked_tokens_only():
     assert masked_accuracy(EvalPrediction(predictions, labels)) == {"accuracy": 2 / 3}
 
 
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "bert+lora"])
+def test_training_loss_on_masked_positions_only_equals_the_models_own(model_type, tmp_path):
+    """The training step runs the LM head on the masked positions only: its loss and every gradient
+    must be the model's own full-vocabulary loss over all positions (labels -100 elsewhere)."""
+    import torch
+    import transformers
+    from transformers import TrainingArguments
+
+    from hf_tuner.tasks.masked_lm import masked_lm_trainer_class, output_head
+
+    torch.manual_seed(0)
+    kind = model_type.split("+")[0]
+    size = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64} if kind == "distilbert" else \
+        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = transformers.AutoConfig.for_model(kind, vocab_size=300, max_position_embeddings=64, pad_token_id=1, **size)
+    model = transformers.AutoModelForMaskedLM.from_config(config)
+    if model_type.endswith("lora"):
+        import peft
+
+        model = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules="all-linear"))
+    assert output_head(model) is not None
+    ids = torch.randint(5, 300, (3, 20))
+    labels = torch.full_like(ids, -100)
+    labels[0, [2, 7]] = ids[0, [2, 7]]
+    labels[2, [0, 11, 19]] = ids[2, [0, 11, 19]]  # row 1 has no masked token
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    model.train()  # dropout off in both passes, so they see the same model
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+    reference = model(**inputs).loss
+    expected = torch.autograd.grad(reference, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
+    trainer = masked_lm_trainer_class()(model=model, args=TrainingArguments(str(tmp_path), report_to="none", use_cpu=True))
+    model.train()
+    shapes = []
+    seen = output_head(model).register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape)))
+    loss = trainer.compute_loss(model, dict(inputs))
+    seen.remove()
+    assert shapes == [(5, 300)]  # the head saw the 5 masked positions only
+    got = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
+    assert abs(loss.item() - reference.item()) < 1e-5
+    assert reference.item() > 4.0  # ~ln(300) for an untrained model: a real loss, not a zero
+    for a, b in zip(expected, got):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-6))
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 
@@ -262,6 +309,24 @@ def test_a_masked_lm_run_starts_a_text_classifier_with_a_new_head(cli, full_run,
                        mlm.bert.embeddings.word_embeddings.weight)
     clf = AutoModelForSequenceClassification.from_pretrained(out)
     assert clf.config.id2label == {0: "negative", 1: "positive"}
+
+
+@pytest.mark.slow
+def test_a_masked_lm_run_starts_a_tagger_and_a_reader_with_new_heads(cli, full_run, tiny):
+    """token-classification and question-answering take the masked-LM run as their encoder: the MLM
+    head is left out and each gets a new head, said in one note (`validate` loads the model)."""
+    (tiny / "tags.conll").write_text("love O\nboston B-LOC\n\nhate O\nparis B-LOC\n\n" * 5)
+    (tiny / "qa.jsonl").write_text("".join(json.dumps({"id": str(i), "question": "which city?", "context": "i love boston",
+                                                       "answers": {"text": ["boston"], "answer_start": [7]}}) + "\n"
+                                           for i in range(10)))
+    for task, data in (("token-classification", "tags.conll"), ("question-answering", "qa.jsonl")):
+        path = tiny / f"{task}.yaml"
+        path.write_text(yaml.safe_dump({"task": task, "model": {"name_or_path": str(full_run)},
+                                        "data": {"train": str(tiny / data), "max_length": 32}}))
+        result = cli("validate", path)
+        assert result.exit_code == 0, result.output[-3000:]
+        head = "TokenClassification" if task == "token-classification" else "QuestionAnswering"
+        assert f"BertForMaskedLM: its head is left out and a new, untrained {head} head" in result.output, result.output
 
 
 @pytest.fixture(scope="module")

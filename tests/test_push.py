@@ -112,6 +112,19 @@ def test_merge_lora_checks_the_merge_and_uploads_the_merged_model(cli, run, hub,
     assert snapshot(run) == before
 
 
+def test_merge_lora_of_an_adapter_whose_base_was_never_saved_is_a_clean_error(cli, run, hub, tmp_path):
+    """A LoRA run on a model built from scratch (or from two halves) has no base to load again: peft
+    writes base_model_name_or_path as "" or null. --merge-lora says so in one line, pushes nothing."""
+    copy = tmp_path / "scratch-lora"
+    shutil.copytree(run, copy)
+    config = copy / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": None}))
+    before = snapshot(copy)
+    result = cli("push", copy, "--repo-id", "me/scratch", "--merge-lora", "--token", TOKEN, "--endpoint", hub.url)
+    assert_clean_error(result, 2, "base model was built in the run", "without --merge-lora")
+    assert not hub.repos.get("me/scratch", {}).get("branches", {}).get("main") and snapshot(copy) == before
+
+
 def test_adapter_only_uploads_the_adapter_tokenizer_and_card(cli, run, hub, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification

@@ -282,6 +282,10 @@ class Objective:
         """Extra frozen copies of the model training holds (a reference model)."""
         return 0
 
+    def logit_share(self, job: "Job") -> float:
+        """The share of positions whose vocabulary logits a training step computes (`plan`)."""
+        return 1.0
+
     def trainer_class(self) -> Any:
         from transformers import Trainer
 

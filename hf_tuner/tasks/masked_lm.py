@@ -289,6 +289,59 @@ def masked_accuracy(eval_pred: Any) -> dict[str, float]:
     return {"accuracy": float((predictions[masked] == labels[masked]).mean()) if masked.any() else 0.0}
 
 
+def output_head(model: Any) -> Optional[Any]:
+    """The module of a `*ForMaskedLM` model that turns hidden states into vocabulary logits, one
+    position at a time: the top-level child holding the output embeddings (BERT's `cls`, RoBERTa's
+    `lm_head`, DistilBERT's `vocab_projector`); None when there is none."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if decoder is None:
+        return None
+    for name, child in inner.named_children():
+        if child is decoder or any(m is decoder for m in child.modules()):
+            return child
+    return None
+
+
+def masked_lm_trainer_class() -> Any:
+    """The perplexity Trainer, whose training step runs the LM head on the masked positions only.
+
+    A masked-LM loss reads the logits of the ~15% masked tokens, yet `*ForMaskedLM` projects every
+    position onto the vocabulary: for MiniLM (hidden 384, 30,522 tokens) that projection is about as
+    much work as the six layers under it. Training gathers the masked positions' hidden states before
+    the head (a forward pre-hook on the head, so the model is still called through any DDP / peft
+    wrapper) and takes the same mean cross-entropy over them. Evaluation keeps the plain forward:
+    its metrics read every position's argmax."""
+    import torch
+
+    base = perplexity_trainer_class()
+
+    class MaskedLMTrainer(base):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            head = output_head(self.accelerator.unwrap_model(model)) if model.training and not return_outputs else None
+            labels = inputs.get("labels")
+            if head is None or labels is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            keep = labels != IGNORE
+
+            def gather(module: Any, args: tuple) -> tuple:
+                return (args[0][keep],) + tuple(args[1:])
+
+            handle = head.register_forward_pre_hook(gather)
+            try:
+                logits = model(**{k: v for k, v in inputs.items() if k != "labels"})["logits"]
+            finally:
+                handle.remove()
+            if logits.dim() != 2 or logits.shape[0] != int(keep.sum()):  # the head is not applied per position
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if logits.shape[0] == 0:  # no masked token in the batch: nothing to learn, no NaN
+                return logits.sum() * 0.0
+            return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+
+    return MaskedLMTrainer
+
+
 class MaskedLanguageModeling(Objective):
     """Cross-entropy over the masked tokens; evaluation reports perplexity and masked-token accuracy;
     `predict` gives the top-k fillers of each mask."""
@@ -300,8 +353,11 @@ class MaskedLanguageModeling(Objective):
     def defaults(self, job: Job) -> dict[str, Any]:
         return {"label_names": ["labels"]}  # a PeftModel's forward does not name them
 
+    def logit_share(self, job: Job) -> float:
+        return job.cfg.data.mlm_probability  # the head runs on the masked positions only (masked_lm_trainer_class)
+
     def trainer_class(self) -> Any:
-        return perplexity_trainer_class()
+        return masked_lm_trainer_class()
 
     def trainer_kwargs(self, job: Job, model: Any, processing: Any) -> dict[str, Any]:
         return {**super().trainer_kwargs(job, model, processing), "compute_metrics": masked_accuracy,
