@@ -9,24 +9,26 @@ Variants (each in its own child process; run interleaved, `--repeats` times):
                       remainder dropped), DataCollatorForLanguageModeling(mlm_probability=0.15)
 
 All use the same documents (the hand-written script takes hf-tuner's split of packaged:tweets-mlm),
-model, seed and hyperparameters. Throughput is the Trainer's train_samples_per_second, which counts
+model, seed and hyperparameters, interleaved rounds (`_common.run_rounds`: alternating order, CPU seconds
+per step from the timing hook, which hardly move when other work shares the machine; wall-clock
+throughput does). Throughput is the Trainer's train_samples_per_second, which counts
 blocks of 128 tokens (hf-tuner keeps one short remainder block more than run_mlm.py: a difference of
 one block in ~900). Perplexity is measured for all three on hf-tuner's validation blocks with their
 fixed masks, so every model is scored on the very same masked tokens.
 
-    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_mlm.py [--repeats 2]
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_mlm.py [--repeats 2] [--quiet-wait 0]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _common import add_round_options, compare, medians_of, run_rounds, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("hf-tuner", "hf-tuner-full-head", "trainer-run-mlm")
 
 
@@ -47,7 +49,7 @@ def run_hf_tuner(args, full_head: bool) -> dict:
     out = Path(tempfile.mkdtemp()) / "run"
     summary = train(recipe_config(args), "mlm-tweets", str(out), argv=["bench"], on_status=lambda m: None)
     return {"samples_per_second": summary.train["samples_per_second"], "perplexity": summary.metrics["perplexity"],
-            "train_runtime_s": summary.train["runtime_s"]}
+            "train_runtime_s": summary.train["runtime_s"], "steps": summary.train["global_steps"]}
 
 
 def run_by_hand(args) -> dict:
@@ -95,51 +97,49 @@ def run_by_hand(args) -> dict:
     trainer.data_collator = job.data.collator(job, tok)
     loss = trainer.evaluate(features.validation)["eval_loss"]
     return {"samples_per_second": result["train_samples_per_second"], "perplexity": perplexity(loss),
-            "train_runtime_s": result["train_runtime"]}
+            "train_runtime_s": result["train_runtime"], "steps": trainer.state.global_step}
 
 
-def child(args) -> None:
-    if args.variant.startswith("hf-tuner"):
-        result = run_hf_tuner(args, full_head=args.variant == "hf-tuner-full-head")
-    else:
-        result = run_by_hand(args)
-    print("RESULT " + json.dumps(result))
+def child(variant: str, args: argparse.Namespace) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if variant.startswith("hf-tuner"):
+        return run_hf_tuner(args, full_head=variant == "hf-tuner-full-head")
+    return run_by_hand(args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--epochs", type=float, default=1)
-    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--output", default="bench/results/mlm.json")
+    parser.add_argument("--epochs", type=float, default=0.25, help="of mlm-tweets' 4,000 tweets (~940 blocks)")
+    add_round_options(parser, VARIANTS, ROOT / "bench" / "results" / "mlm.json")
     args = parser.parse_args()
-    if args.variant:
-        return child(args)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    for r in range(args.repeats):
-        for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--variant", variant, "--epochs", str(args.epochs)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
-            results[variant].append(json.loads(line[len("RESULT "):]))
-            print(f"repeat {r + 1} {variant:18s} {results[variant][-1]}", flush=True)
-    med = {v: {k: statistics.median(x[k] for x in results[v]) for k in results[v][0]} for v in VARIANTS}
-    base = med["trainer-run-mlm"]
-    report = {"settings": {"epochs": args.epochs, "repeats": args.repeats, "cpu_count": os.cpu_count()}, "median": med,
-              "ratio_vs_run_mlm": med["hf-tuner"]["samples_per_second"] / base["samples_per_second"],
-              "ratio_full_head_vs_run_mlm": med["hf-tuner-full-head"]["samples_per_second"] / base["samples_per_second"],
-              "perplexity_ratio_vs_run_mlm": med["hf-tuner"]["perplexity"] / base["perplexity"], "runs": results}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
-    print(f"\n{'variant':18s} {'samples/s':>10s} {'perplexity':>11s}")
-    for v in VARIANTS:
-        print(f"{v:18s} {med[v]['samples_per_second']:10.2f} {med[v]['perplexity']:11.2f}")
-    print(f"hf-tuner / trainer-run-mlm samples/s: {report['ratio_vs_run_mlm']:.3f} "
-          f"(perplexity x{report['perplexity_ratio_vs_run_mlm']:.3f})")
-    print(f"hf-tuner-full-head / trainer-run-mlm samples/s: {report['ratio_full_head_vs_run_mlm']:.3f}")
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, args)), flush=True)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-mlm-"))
+
+    def child_command(variant: str, repeat: int) -> list[str]:
+        return [sys.executable, __file__, "--child", variant, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+
+    runs, load_before, load_after = run_rounds(work, args, args.variants.split(","), child_command, 18)
+    medians = medians_of(runs)
+    print(f"\nmlm-tweets, MiniLM-L6, blocks of 128, batch 16, {args.epochs:g} epoch, fp32, {args.threads} thread(s), "
+          f"medians of {args.repeats}; load average {load_before:.1f} -> {load_after:.1f}\n")
+    print("| variant | steps | blocks/s | CPU s/step | perplexity (fixed masks) |")
+    print("|---|---|---|---|---|")
+    for v, m in medians.items():
+        print(f"| {v} | {m['steps']:.0f} | {m['samples_per_second']:.2f} | {m['cpu_s_per_step']:.3f} | {m['perplexity']:.2f} |")
+    ratio, cpu_ratio, per_round, per_round_cpu = compare(runs, medians, "hf-tuner", "trainer-run-mlm", "samples_per_second")
+    if ratio is not None:
+        print(f"\nhf-tuner / run_mlm.py set-up: {ratio:.2f}x blocks/s (rounds {per_round}), "
+              f"{cpu_ratio:.2f}x less CPU per step (rounds {per_round_cpu})")
+    ratio_head, cpu_head, _, rounds_head = compare(runs, medians, "hf-tuner", "hf-tuner-full-head", "samples_per_second")
+    if ratio_head is not None:
+        print(f"head on masked positions only vs every position: {ratio_head:.2f}x blocks/s, {cpu_head:.2f}x CPU per step "
+              f"(rounds {rounds_head})")
+    write_json(args.json, args, {"recipe": "mlm-tweets", "epochs": args.epochs}, runs, medians, ratio, cpu_ratio,
+               load_before, load_after)
 
 
 if __name__ == "__main__":

@@ -7,22 +7,24 @@ Variants (each in its own child process; run interleaved, `--repeats` times):
                    DataCollatorForTokenClassification (dynamic padding), random batches, seqeval F1
 
 All use the same rows (the hand-written script takes hf-tuner's split of the WNUT-16 tweets, so the
-comparison is not about the split), model, seed and hyperparameters. Throughput is the Trainer's
+comparison is not about the split), model, seed and hyperparameters, in interleaved rounds
+(`_common.run_rounds`: alternating order; CPU seconds per step from the timing hook, which hardly
+move when other work shares the machine). Throughput is the Trainer's
 train_samples_per_second; F1 is entity-level (seqeval) on the validation split.
 
-    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_ner.py [--repeats 3]
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/bench_ner.py [--repeats 3] [--quiet-wait 0]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _common import add_round_options, compare, medians_of, run_rounds, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("hf-tuner", "hf-tuner-random", "trainer-dynamic")
 
 
@@ -42,7 +44,7 @@ def run_hf_tuner(args, sampling: str) -> dict:
     if summary.train_sampling_strategy != sampling:
         raise SystemExit(f"hf-tuner trained with {summary.train_sampling_strategy}, not {sampling}")
     return {"samples_per_second": summary.train["samples_per_second"], "f1": summary.metrics["f1"],
-            "train_runtime_s": summary.train["runtime_s"]}
+            "train_runtime_s": summary.train["runtime_s"], "steps": summary.train["global_steps"]}
 
 
 def run_by_hand(args) -> dict:
@@ -94,50 +96,46 @@ def run_by_hand(args) -> dict:
                       data_collator=DataCollatorForTokenClassification(tok), compute_metrics=metrics)
     result = trainer.train().metrics
     return {"samples_per_second": result["train_samples_per_second"], "f1": trainer.evaluate()["eval_f1"],
-            "train_runtime_s": result["train_runtime"]}
+            "train_runtime_s": result["train_runtime"], "steps": trainer.state.global_step}
 
 
-def child(args) -> None:
-    if args.variant.startswith("hf-tuner"):
-        result = run_hf_tuner(args, "random" if args.variant == "hf-tuner-random" else "group_by_length")
-    else:
-        result = run_by_hand(args)
-    print("RESULT " + json.dumps(result))
+def child(variant: str, args: argparse.Namespace) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if variant.startswith("hf-tuner"):
+        return run_hf_tuner(args, "random" if variant == "hf-tuner-random" else "group_by_length")
+    return run_by_hand(args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--output", default="bench/results/ner.json")
+    add_round_options(parser, VARIANTS, ROOT / "bench" / "results" / "ner.json")
     args = parser.parse_args()
-    if args.variant:
-        return child(args)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    for r in range(args.repeats):
-        for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--variant", variant, "--epochs", str(args.epochs)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
-            results[variant].append(json.loads(line[len("RESULT "):]))
-            print(f"repeat {r + 1} {variant:16s} {results[variant][-1]}", flush=True)
-    med = {v: {k: statistics.median(x[k] for x in results[v]) for k in results[v][0]} for v in VARIANTS}
-    base = med["trainer-dynamic"]
-    report = {"settings": {"epochs": args.epochs, "repeats": args.repeats, "cpu_count": os.cpu_count()}, "median": med,
-              "ratio_vs_trainer_dynamic": med["hf-tuner"]["samples_per_second"] / base["samples_per_second"],
-              "ratio_random_vs_trainer_dynamic": med["hf-tuner-random"]["samples_per_second"] / base["samples_per_second"],
-              "f1_vs_trainer_dynamic": med["hf-tuner"]["f1"] - base["f1"], "runs": results}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
-    print(f"\n{'variant':16s} {'samples/s':>10s} {'f1':>7s}")
-    for v in VARIANTS:
-        print(f"{v:16s} {med[v]['samples_per_second']:10.2f} {med[v]['f1']:7.3f}")
-    print(f"hf-tuner / trainer-dynamic samples/s: {report['ratio_vs_trainer_dynamic']:.3f} (F1 {report['f1_vs_trainer_dynamic']:+.3f})")
-    print(f"hf-tuner-random / trainer-dynamic samples/s: {report['ratio_random_vs_trainer_dynamic']:.3f}")
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, args)), flush=True)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-ner-"))
+
+    def child_command(variant: str, repeat: int) -> list[str]:
+        return [sys.executable, __file__, "--child", variant, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+
+    runs, load_before, load_after = run_rounds(work, args, args.variants.split(","), child_command, 16)
+    medians = medians_of(runs)
+    print(f"\nner-tweets, MiniLM-L6, {args.epochs:g} epochs, fp32, {args.threads} thread(s), medians of {args.repeats}; "
+          f"load average {load_before:.1f} -> {load_after:.1f}\n")
+    print("| variant | steps | samples/s | CPU s/step | entity F1 |")
+    print("|---|---|---|---|---|")
+    for v, m in medians.items():
+        print(f"| {v} | {m['steps']:.0f} | {m['samples_per_second']:.2f} | {m['cpu_s_per_step']:.3f} | {m['f1']:.3f} |")
+    ratio, cpu_ratio, per_round, per_round_cpu = compare(runs, medians, "hf-tuner", "trainer-dynamic", "samples_per_second")
+    if ratio is not None:
+        print(f"\nhf-tuner / run_ner.py set-up: {ratio:.2f}x samples/s (rounds {per_round}), "
+              f"{cpu_ratio:.2f}x less CPU per step (rounds {per_round_cpu}); "
+              f"F1 {medians['hf-tuner']['f1'] - medians['trainer-dynamic']['f1']:+.3f}")
+    write_json(args.json, args, {"recipe": "ner-tweets", "epochs": args.epochs}, runs, medians, ratio, cpu_ratio,
+               load_before, load_after)
 
 
 if __name__ == "__main__":
