@@ -101,6 +101,9 @@ def training_arguments(cfg: RunConfig, job: Any, out: Path) -> Any:
     if not has_accelerator():
         values["use_cpu"] = True  # without it, processes under `accelerate launch` on CPU don't join up
     values["learning_rate"] = learning_rate(cfg, job)[0]
+    if cfg.training.trackers():  # a tracker shows the run under its folder's name, in one project
+        values.setdefault("run_name", out.name.removesuffix(rundir.STAGING_SUFFIX))
+        values.setdefault("project", "hf-tuner")
     if values.get("metric_for_best_model") is None and values.get("load_best_model_at_end"):
         values["metric_for_best_model"] = job.objective.metric(job)
         values["greater_is_better"] = job.objective.greater_is_better
@@ -270,6 +273,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
     args = training_arguments(cfg, job, staging)
     trainer = job.objective.build_trainer(job, args, p.model, p.processing, features)
     trainer.add_callback(interrupts.callback())
+    _events_into(trainer, staging)
     summary.set(
         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         device=str(args.device),
@@ -346,6 +350,16 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
     if extra:
         summary.artifacts = extra
     write_model_card(staging, cfg, summary)
+
+
+def _events_into(trainer: Any, staging: Path) -> None:
+    """TensorBoard's event files go into the run folder (`tensorboard/`), not under the checkpoints
+    (removed when training finished), unless $TENSORBOARD_LOGGING_DIR says where."""
+    if os.environ.get("TENSORBOARD_LOGGING_DIR"):
+        return
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "TensorBoardCallback":
+            callback.logging_dir = str(staging / rundir.TENSORBOARD_DIR)
 
 
 def _now() -> str:

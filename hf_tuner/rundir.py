@@ -3,7 +3,8 @@
 
 A run folder holds: the model (`from_pretrained(run_dir)` works; LoRA runs add `adapter/`), the
 tokenizer or processor, `config.yaml` (the resolved recipe), `metrics.json`, `summary.json`,
-`loss.png`, `log_history.json` and `README.md` (model card). A run is built in
+`loss.png`, `log_history.json` and `README.md` (model card); with `training.report_to: tensorboard`,
+TensorBoard's event files in `tensorboard/`. A run is built in
 `<output_dir>.incomplete/` and moved into place only when it finished, so a killed or failed run
 never replaces a finished one.
 """
@@ -38,6 +39,7 @@ LOSS_PLOT = "loss.png"
 CARD = "README.md"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"  # training.report_to: tensorboard writes its event files here
 TRAIN_RNG = "train_rng_state.pt"  # staging only: the random state training started with (a resume replays it)
 STAGING_SUFFIX = ".incomplete"
 # Files of a run that describe it (not the model): uploaded next to the model, read by `eval`.
@@ -188,7 +190,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("hf-tuner", "torch", "transformers", "datasets", "peft", "accelerate", "trl", "evaluate", "huggingface_hub"):
+    for pkg in ("hf-tuner", "torch", "transformers", "datasets", "peft", "accelerate", "trl", "huggingface_hub"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
