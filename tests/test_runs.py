@@ -239,3 +239,16 @@ def test_runs_with_no_runs_folder_says_so(cli, tmp_path, monkeypatch):
     (tmp_path / "runs").mkdir()
     result = cli("runs", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_a_lock_held_on_another_host_is_not_taken_over(tmp_path):
+    from hf_tuner.errors import HfTunerError
+    from hf_tuner.rundir import RunLock
+
+    lock = tmp_path / "run.lock"
+    lock.write_text(json.dumps({"pid": 1, "host": "another-host"}))
+    with pytest.raises(HfTunerError, match="cannot be checked from here, so the lock is not taken over") as caught:
+        with RunLock(tmp_path / "run"):
+            pass
+    assert str(lock) in str(caught.value) and "delete the lock file" in str(caught.value)
+    assert json.loads(lock.read_text())["host"] == "another-host"
