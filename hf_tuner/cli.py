@@ -49,8 +49,8 @@ def handle_errors(fn: Callable) -> Callable:
             from .secrets import redact
 
             fail(redact(str(exc)), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a signal `train` turned into an Interruption
+            fail(str(exc) or "interrupted", getattr(exc, "exit_code", 130))
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("HF_TUNER_DEBUG"):
                 raise
