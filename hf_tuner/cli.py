@@ -418,7 +418,7 @@ def push(
 @app.command("runs")
 @handle_errors
 def runs_command(
-    args: Optional[List[str]] = typer.Argument(None, metavar="[FOLDER] | compare RUN RUN [RUN ...]",
+    args: Optional[List[str]] = typer.Argument(None, metavar="FOLDER | compare RUN RUN [RUN ...]",
                                                help="A folder of runs (default runs/), or `compare` and two or more run folders."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     plot: Optional[str] = typer.Option(None, "--plot", help="compare: draw the runs' loss curves and main metrics into this PNG."),

@@ -246,6 +246,8 @@ class Objective:
 
     arguments: ClassVar[str] = "transformers:TrainingArguments"  # `training:` keys are checked against it
     primary_metric: ClassVar[str] = "loss"  # the metric that says whether training helped
+    # the names `eval.metrics` may choose among; empty: the task reports a fixed set, and eval.metrics is an error
+    metric_choices: ClassVar[tuple[str, ...]] = ()
     greater_is_better: ClassVar[bool] = False
     # THE default learning rates: the method's when the recipe sets none (LoRA wants ~10x)
     learning_rates: ClassVar[dict[str, float]] = {"full": 5e-5, "lora": 5e-4}
@@ -383,6 +385,9 @@ class Task:
             if task is not None and task not in kinds:
                 problems.append(f"model.name_or_path: {source} is a {task} run; a {self.name} run starts from a "
                                 f"{' / '.join(kinds)} model")
+        if cfg.eval.metrics and not self.objective.metric_choices:
+            problems.append(f"eval.metrics: a {self.name} run reports a fixed set of metrics (its main one: "
+                            f"{self.objective.primary_metric}) and has none to choose; remove eval.metrics")
         return problems + self.data.check_config(cfg) + self.objective.check_config(cfg)
 
     def bind(self, cfg: RunConfig) -> "Job":

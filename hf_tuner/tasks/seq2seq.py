@@ -243,6 +243,7 @@ class TextGeneration(Objective):
     loss_is_a_mean = True  # BART/Marian/T5 heads average their cross-entropy themselves
     arguments = "transformers:Seq2SeqTrainingArguments"
     primary_metric = "rouge1"
+    metric_choices = (*METRICS, *METRIC_ALIASES)
     greater_is_better = True
 
     def metric(self, job: Job) -> str:
