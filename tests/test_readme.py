@@ -113,3 +113,10 @@ def test_readme_commands_on_runs_and_plans_exit_0(cli, tiny_lora_run, tmp_path, 
     assert any(c.startswith("hf-tuner runs compare") for c in ran) and (tmp_path / "compare.png").is_file()
     assert "hf-tuner eval runs/quickstart" in ran
     assert "hf-tuner plan quickstart data.max_length=40" in ran
+
+
+def test_the_readme_counts_the_benches_make_bench_runs():
+    makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
+    benches = re.findall(r"bench/(bench_\w+)\.py", makefile.split("\nbench:")[1].split("\n\n")[0])
+    words = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+    assert f"{words[len(benches)]} benches" in README.read_text(encoding="utf-8"), benches
