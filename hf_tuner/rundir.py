@@ -190,7 +190,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("hf-tuner", "torch", "transformers", "datasets", "peft", "accelerate", "trl", "huggingface_hub"):
+    for pkg in ("hf-tuner", "torch", "transformers", "datasets", "peft", "accelerate", "trl", "evaluate", "huggingface_hub"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
