@@ -38,11 +38,13 @@ def prepare(cfg: RunConfig) -> Prepared:
 
     from .modeling import choose_precision, count_parameters, quiet_libraries
     from .tasks import get_task
+    from .tasks.base import load_metric_modules
 
     quiet_libraries()
     choose_precision(cfg)  # fail on impossible precision settings before loading anything
     set_seed(cfg.training.seed)
     job = get_task(cfg.task).bind(cfg)
+    load_metric_modules(job)  # an evaluate module eval.metrics names that cannot load fails before the data loads
     splits = job.data.load(job)
     processing = job.family.build_processing(job, splits)
     model = job.family.load_model(job, splits, processing)

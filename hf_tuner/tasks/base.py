@@ -359,6 +359,14 @@ def metric_modules(objective: Objective, cfg: RunConfig) -> list[str]:
     return [str(n) for n in cfg.eval.metrics or [] if str(n).strip().lower() not in choices]
 
 
+def load_metric_modules(job: "Job") -> dict[str, Any]:
+    """The `evaluate` modules `eval.metrics` names, loaded (`train` and `validate` load them before the
+    data, so one that cannot load fails first; a finished run's `predict` and `push` never do)."""
+    from ..metrics import load_metric_module
+
+    return {name: load_metric_module(name) for name in metric_modules(job.objective, job.cfg)}
+
+
 def with_metric_modules(job: "Job", processing: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Trainer arguments whose `compute_metrics` also scores the `evaluate` modules `eval.metrics`
     names (a module's result keeps its key, or becomes MODULE_KEY where the task has that key)."""
@@ -366,9 +374,9 @@ def with_metric_modules(job: "Job", processing: Any, kwargs: dict[str, Any]) -> 
     names = metric_modules(job.objective, job.cfg)
     if compute is None or not names or not job.objective.scores_modules:
         return kwargs
-    from ..metrics import load_metric_module, module_scores
+    from ..metrics import module_scores
 
-    modules = {name: load_metric_module(name) for name in names}
+    modules = load_metric_modules(job)
 
     def compute_with_modules(eval_pred: Any) -> dict[str, Any]:
         out = compute(eval_pred)
@@ -427,16 +435,7 @@ class Task:
                             f"{self.objective.primary_metric}) and cannot score evaluate modules ('{modules[0]}'); "
                             "remove eval.metrics" + (f" or choose among {', '.join(self.objective.metric_choices)}"
                                                      if self.objective.metric_choices else ""))
-        problems += self.data.check_config(cfg) + self.objective.check_config(cfg)
-        if modules and not problems:  # load them now: a module that cannot load fails before training
-            from ..metrics import load_metric_module
-
-            for name in modules:
-                try:
-                    load_metric_module(name)
-                except ConfigError as exc:
-                    problems.append(str(exc))
-        return problems
+        return problems + self.data.check_config(cfg) + self.objective.check_config(cfg)
 
     def bind(self, cfg: RunConfig) -> "Job":
         return Job(self, cfg)
