@@ -128,6 +128,57 @@ RENAMED = {
 }
 
 
+# `training.report_to` values (transformers 5.23's INTEGRATION_TO_CALLBACK) -> the modules one of
+# which must be importable, and the package to install
+TRACKERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "trackio": (("trackio",), "trackio"),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet-ml"),
+    "neptune": (("neptune",), "neptune"),
+    "azure_ml": (("azureml",), "azureml-core"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "clearml": (("clearml",), "clearml"),
+    "dagshub": (("dagshub",), "dagshub"),
+    "flyte": (("flytekit",), "flytekit"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "kubeflow": (("kubeflow",), "kubeflow-training"),
+}
+TRACKING_EXTRA = ("tensorboard", "trackio")  # pip install 'hf-tuner[tracking]'
+
+
+def unknown_tracker(name: str) -> str | None:
+    """Why `training.report_to` cannot name `name` (no such tracker), or None."""
+    if name in ("none", "all") or name in TRACKERS:
+        return None
+    from .errors import did_you_mean
+
+    return f"unknown tracker '{name}'{did_you_mean(name, TRACKERS)}; trackers: none, {', '.join(TRACKERS)}"
+
+
+def missing_tracker(name: str) -> str | None:
+    """What to install when tracker `name`'s package is not installed here, or None. Checked without
+    importing anything (`train` and `validate` ask before loading a model)."""
+    if name not in TRACKERS:
+        return None
+    modules, package = TRACKERS[name]
+    if any(_importable(m) for m in modules):
+        return None
+    install = "pip install 'hf-tuner[tracking]'" if name in TRACKING_EXTRA else f"pip install {package}"
+    return f"training.report_to: {name} needs the {package} package, which is not installed: {install}"
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def class_name(path: str) -> str:
     """'transformers:TrainingArguments' -> 'TrainingArguments'."""
     return path.rpartition(":")[2]

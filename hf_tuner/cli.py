@@ -14,7 +14,8 @@ from .errors import HfTunerError
 
 app = typer.Typer(
     name="hf-tuner",
-    help="Fine-tune Hugging Face models from recipes: full training or LoRA, then evaluate and push.",
+    help="Fine-tune Hugging Face models from recipes (full or LoRA; classifiers, language models, seq2seq, vision, "
+         "reward models, DPO, GRPO/RLOO), then evaluate, compare runs and push.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -48,8 +49,8 @@ def handle_errors(fn: Callable) -> Callable:
             from .secrets import redact
 
             fail(redact(str(exc)), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a signal `train` turned into an Interruption
+            fail(str(exc) or "interrupted", getattr(exc, "exit_code", 130))
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("HF_TUNER_DEBUG"):
                 raise
@@ -412,6 +413,48 @@ def push(
     url = run_push(run_dir, repo_id, private, revision, "adapter" if adapter_only else None, merge_lora,
                    commit_message, token, endpoint, on_status=lambda m: typer.echo(m, err=True))
     typer.echo(f"pushed {run_dir} to {url}")
+
+
+@app.command("runs")
+@handle_errors
+def runs_command(
+    args: Optional[List[str]] = typer.Argument(None, metavar="FOLDER | compare RUN RUN [RUN ...]",
+                                               help="A folder of runs (default runs/), or `compare` and two or more run folders."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="compare: draw the runs' loss curves and main metrics into this PNG."),
+) -> None:
+    """List runs newest first (status, main metric before -> after, training time), or compare runs:
+    `hf-tuner runs compare A B [C ...]` shows the recipe keys that differ, metrics, time and parameters."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .runs import compare_runs, list_runs, plot_comparison, render_comparison, render_list
+
+    args = list(args or [])
+    if args[:1] == ["compare"]:
+        comparison = compare_runs(args[1:])
+        if plot:
+            plot_comparison(comparison, Path(plot))
+        typer.echo(json.dumps(comparison.as_dict()) if as_json else render_comparison(comparison))
+        if plot and not as_json:
+            typer.echo(f"wrote {plot}")
+        return
+    if plot:
+        raise ConfigError("--plot goes with `hf-tuner runs compare A B ... --plot out.png`")
+    if len(args) > 1:
+        raise ConfigError(f"runs takes one folder, got {len(args)}: to put runs side by side, use "
+                          f"`hf-tuner runs compare {' '.join(args)}`")
+    folder = Path(args[0]) if args else Path("runs")
+    if not args and not folder.is_dir():
+        typer.echo("no runs yet: runs/ does not exist here (train one with `hf-tuner train quickstart`, or give the folder)")
+        return
+    found = list_runs(folder)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in found]))
+    elif not found:
+        typer.echo(f"no run folders under {folder}")
+    else:
+        typer.echo(render_list(found))
 
 
 def _print_facts(facts: dict[str, Any]) -> None:

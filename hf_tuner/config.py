@@ -197,7 +197,16 @@ class TrainingConfig(Strict):
                 raise ValueError(f"'{key}' is not a {cls_name} name{did_you_mean(key, known)}")
         if self.fp16 and self.bf16:
             raise ValueError("set at most one of training.bf16 and training.fp16")
+        for tracker in self.trackers():
+            problem = arguments.unknown_tracker(tracker)
+            if problem:
+                raise ValueError(problem)
         return self
+
+    def trackers(self) -> list[str]:
+        """The `report_to` trackers, as a list ("none": empty)."""
+        names = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to)
+        return [str(n) for n in names if n != "none"]
 
     def set_by_recipe(self) -> dict[str, Any]:
         """The values the recipe (or an override) set, typed: what wins over the task's defaults."""

@@ -34,6 +34,16 @@ class HubError(HfTunerError):
     exit_code = 1
 
 
+class Interruption(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a command at once: exit code 128 + the signal number (130, 143).
+    A KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -1,10 +1,12 @@
 """Offline metrics. Each gives the same numbers as the `evaluate` metric of the same name
 (accuracy / f1 wrap scikit-learn, rouge wraps rouge-score, sacrebleu/chrf wrap sacrebleu), without
-needing the Hub to fetch the metric scripts."""
+needing the Hub to fetch the metric scripts. Other metrics come from `evaluate` modules that
+`eval.metrics` names (`load_metric_module`)."""
 from __future__ import annotations
 
+import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -179,4 +181,40 @@ def squad_metrics(predictions: dict[str, str], golds: dict[str, list[str]], vers
                 out[f"{name}_exact"] = 100 * sum(em[q] for q in ids) / len(ids)
                 out[f"{name}_f1"] = 100 * sum(f1[q] for q in ids) / len(ids)
                 out[f"{name}_total"] = len(ids)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ evaluate modules
+
+
+@functools.lru_cache(maxsize=None)
+def load_metric_module(name: str) -> Any:
+    """The `evaluate` metric module `eval.metrics` names: a local module file or folder (a path:
+    offline), or a name evaluate finds in its cache or on the Hub. Loaded once per process."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    try:
+        import evaluate
+    except ImportError:
+        raise ConfigError(f"eval.metrics: '{name}' is an evaluate module, and the evaluate package is not installed: "
+                          "pip install evaluate") from None
+    path = Path(name).expanduser()
+    try:
+        return evaluate.load(str(path.resolve()) if path.exists() else name)
+    except Exception as exc:  # noqa: BLE001 - evaluate raises many kinds (offline, missing file, bad script)
+        text = str(exc).strip().splitlines()
+        raise ConfigError(f"eval.metrics: cannot load the evaluate module '{name}' ({text[0] if text else type(exc).__name__}); "
+                          "offline, name a local module file or folder, or load it once online so evaluate caches "
+                          "it") from None
+
+
+def module_scores(module: Any, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+    """The numbers an `evaluate` module computes on predictions and references (its scalar results)."""
+    result = module.compute(predictions=list(predictions), references=list(references)) or {}
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            out[str(key)] = float(value)
     return out

@@ -128,9 +128,16 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
     """Recipe name or YAML path + `key=value` overrides -> validated RunConfig."""
     from .config import apply_overrides, read_yaml
 
+    from .arguments import missing_tracker
+
     path = resolve_recipe(recipe)
     data = apply_overrides(read_yaml(path), overrides or [])
-    return build_config(data, source=str(path) if not overrides else f"{path} (with overrides)")
+    cfg = build_config(data, source=str(path) if not overrides else f"{path} (with overrides)")
+    for tracker in cfg.training.trackers():  # a run to train: its trackers must be installed (a finished run's need not)
+        problem = missing_tracker(tracker)
+        if problem:
+            raise ConfigError(problem)
+    return cfg
 
 
 def task_keys(task: str) -> list[str]:

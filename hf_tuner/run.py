@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from . import rundir
 from .config import RunConfig, save_config
-from .errors import ConfigError, HfTunerError
+from .errors import ConfigError, HfTunerError, Interruption
 from .secrets import command_line
 
 
@@ -38,11 +38,13 @@ def prepare(cfg: RunConfig) -> Prepared:
 
     from .modeling import choose_precision, count_parameters, quiet_libraries
     from .tasks import get_task
+    from .tasks.base import load_metric_modules
 
     quiet_libraries()
     choose_precision(cfg)  # fail on impossible precision settings before loading anything
     set_seed(cfg.training.seed)
     job = get_task(cfg.task).bind(cfg)
+    load_metric_modules(job)  # an evaluate module eval.metrics names that cannot load fails before the data loads
     splits = job.data.load(job)
     processing = job.family.build_processing(job, splits)
     model = job.family.load_model(job, splits, processing)
@@ -101,6 +103,9 @@ def training_arguments(cfg: RunConfig, job: Any, out: Path) -> Any:
     if not has_accelerator():
         values["use_cpu"] = True  # without it, processes under `accelerate launch` on CPU don't join up
     values["learning_rate"] = learning_rate(cfg, job)[0]
+    if cfg.training.trackers():  # a tracker shows the run under its folder's name, in one project
+        values.setdefault("run_name", out.name.removesuffix(rundir.STAGING_SUFFIX))
+        values.setdefault("project", "hf-tuner")
     if values.get("metric_for_best_model") is None and values.get("load_best_model_at_end"):
         values["metric_for_best_model"] = job.objective.metric(job)
         values["greater_is_better"] = job.objective.greater_is_better
@@ -162,6 +167,7 @@ def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, ov
         if main:
             write()
             rundir.replace(staging, out)
+            interrupts.stop_after_saving(out)
         process_state(cfg).wait_for_everyone()
     return summary
 
@@ -191,13 +197,22 @@ class Interrupted(HfTunerError):
 
 
 class Interrupts:
-    """SIGTERM (what a cluster sends before pre-emption) and SIGINT during `train`. While training,
-    the first one asks the Trainer to save a checkpoint and stop after the current step; before
-    training starts, or a second time, it stops at once (KeyboardInterrupt)."""
+    """SIGTERM (what a cluster sends before pre-emption) and SIGINT during `train`, by phase:
+
+    - before training: stop at once (nothing trained, nothing kept);
+    - training: the first signal asks the Trainer to save a checkpoint and stop after the current
+      step; a second one while that checkpoint is written waits for it (no half-written
+      checkpoint), a second one at any other time stops at once;
+    - evaluating after training: stop at once (the checkpoints are still there to resume from);
+    - saving the finished run: the save completes and the run is in place, then it stops; a second
+      signal stops at once.
+
+    The exit code is 128 + the (first) signal's number, whichever way it stops."""
 
     def __init__(self) -> None:
         self.signal: Optional[int] = None
-        self.training = False
+        self.phase = "before"  # before, training, checkpoint, evaluating, saving
+        self.waited = False  # a second signal arrived during the checkpoint save and waited for it
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "Interrupts":
@@ -216,10 +231,22 @@ class Interrupts:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        first = self.signal is None
-        self.signal = signum
-        if not (self.training and first):
-            raise KeyboardInterrupt
+        if self.signal is None:
+            self.signal = signum
+            if self.phase in ("training", "saving"):
+                return  # training: the callback saves a checkpoint and stops; saving: the save ends first
+        elif self.phase == "checkpoint" and not self.waited:
+            self.waited = True  # the checkpoint the first signal asked for is being written: let it end
+            return
+        raise Interruption(self.signal, f"interrupted by {self.name}" + {
+            "before": " before training started", "evaluating": " while evaluating the trained model",
+        }.get(self.phase, ""))
+
+    def stop_after_saving(self, out: Path) -> None:
+        """After the finished run was saved: stop now if a signal arrived during the save."""
+        if self.signal is not None:
+            raise Interruption(self.signal, f"interrupted by {self.name} while the finished run was being saved; "
+                                            f"the save completed: {out} holds the finished run")
 
     @property
     def name(self) -> str:
@@ -235,9 +262,15 @@ class Interrupts:
 
         class StopOnSignal(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                if interrupts.signal is not None:
+                if interrupts.signal is not None and interrupts.phase == "training":
                     control.should_save = True
                     control.should_training_stop = True
+                    interrupts.phase = "checkpoint"
+                return control
+
+            def on_save(self, args, state, control, **kwargs):
+                if interrupts.phase == "checkpoint":
+                    interrupts.phase = "training"  # saved: one more signal stops at once
                 return control
 
         return StopOnSignal()
@@ -270,6 +303,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
     args = training_arguments(cfg, job, staging)
     trainer = job.objective.build_trainer(job, args, p.model, p.processing, features)
     trainer.add_callback(interrupts.callback())
+    _events_into(trainer, staging)
     summary.set(
         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         device=str(args.device),
@@ -301,9 +335,8 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
               f"Resuming from {checkpoint.name} ...")
     summary.status = "training"
     write()
-    interrupts.training = True
+    interrupts.phase = "training"
     train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    interrupts.training = False
     if interrupts.signal is not None:
         saved = rundir.latest_checkpoint(staging)
         where = f"checkpoint {saved.name} saved in {saved.parent}" if saved else "no checkpoint could be saved"
@@ -319,6 +352,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
         "global_steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
     }
+    interrupts.phase = "evaluating"
     on_status("Evaluating the trained model ...")
     summary.metrics = job.objective.evaluate(job, trainer, features, "validation")
     if features.test is not None:
@@ -332,6 +366,7 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
     trainer.accelerator.wait_for_everyone()
     if not main:
         return
+    interrupts.phase = "saving"  # from here to the run folder in place, a signal waits for the save
     on_status("Saving the model ...")
     rundir.discard(staging / rundir.CHECKPOINTS)  # the final model supersedes them
     (staging / rundir.TRAIN_RNG).unlink(missing_ok=True)
@@ -346,6 +381,16 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
     if extra:
         summary.artifacts = extra
     write_model_card(staging, cfg, summary)
+
+
+def _events_into(trainer: Any, staging: Path) -> None:
+    """TensorBoard's event files go into the run folder (`tensorboard/`), not under the checkpoints
+    (removed when training finished), unless $TENSORBOARD_LOGGING_DIR says where."""
+    if os.environ.get("TENSORBOARD_LOGGING_DIR"):
+        return
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "TensorBoardCallback":
+            callback.logging_dir = str(staging / rundir.TENSORBOARD_DIR)
 
 
 def _now() -> str:

@@ -3,7 +3,8 @@
 
 A run folder holds: the model (`from_pretrained(run_dir)` works; LoRA runs add `adapter/`), the
 tokenizer or processor, `config.yaml` (the resolved recipe), `metrics.json`, `summary.json`,
-`loss.png`, `log_history.json` and `README.md` (model card). A run is built in
+`loss.png`, `log_history.json` and `README.md` (model card); with `training.report_to: tensorboard`,
+TensorBoard's event files in `tensorboard/`. A run is built in
 `<output_dir>.incomplete/` and moved into place only when it finished, so a killed or failed run
 never replaces a finished one.
 """
@@ -38,6 +39,7 @@ LOSS_PLOT = "loss.png"
 CARD = "README.md"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"  # training.report_to: tensorboard writes its event files here
 TRAIN_RNG = "train_rng_state.pt"  # staging only: the random state training started with (a resume replays it)
 STAGING_SUFFIX = ".incomplete"
 # Files of a run that describe it (not the model): uploaded next to the model, read by `eval`.
@@ -260,12 +262,41 @@ def latest_checkpoint(staging: Path) -> Optional[Path]:
     return max(found)[1] if found else None
 
 
+def lock_path(out: Path) -> Path:
+    """`<output_dir>.lock`: held by the `train` writing `out` (see `RunLock`)."""
+    return out.with_name(out.name + ".lock")
+
+
+def lock_owner(out: Path) -> tuple[str, dict[str, Any]]:
+    """Who holds the lock of `out`: ("free", {}), ("live", owner) for a process alive on this host,
+    ("stale", owner) when its process is gone (a killed run) or the lock was left half-written, or
+    ("elsewhere", owner) for a process on another host, which cannot be checked from here."""
+    import socket
+    import time
+
+    path = lock_path(out)
+    if not path.is_file():
+        return "free", {}
+    owner = read_json(path) or {}
+    if not owner:  # a writer died mid-write (or is writing it now: give it a few seconds)
+        try:
+            young = time.time() - path.stat().st_mtime <= 5
+        except FileNotFoundError:
+            return "free", {}
+        return ("live" if young else "stale"), {}
+    if owner.get("host") != socket.gethostname():
+        return "elsewhere", owner
+    return ("live" if _alive(owner.get("pid")) else "stale"), owner
+
+
 class RunLock:
     """`<output_dir>.lock`: one `train` at a time per output folder. It holds the owner's PID and
-    host; a lock whose process is gone (a killed run) is taken over, so it never stays stuck."""
+    host; a lock whose process is gone (a killed run) is taken over, so it never stays stuck. A lock
+    held from another host (a shared file system) cannot be checked and is never taken over."""
 
     def __init__(self, out: Path):
-        self.path = out.with_name(out.name + ".lock")
+        self.out = out
+        self.path = lock_path(out)
         self.held = False
 
     def __enter__(self) -> "RunLock":
@@ -277,16 +308,18 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                owner = read_json(self.path) or {}
-                import time
-
-                unreadable = not owner and time.time() - self.path.stat().st_mtime > 5  # a writer died mid-write
-                if unreadable or (owner.get("host") == me["host"] and not _alive(owner.get("pid"))):
+                state, owner = lock_owner(self.out)
+                if state in ("stale", "free"):
                     self.path.unlink(missing_ok=True)  # left by a killed run
                     continue
+                name = self.path.name.removesuffix(".lock")
+                if state == "elsewhere":
+                    raise HfTunerError(f"another hf-tuner train (pid {owner.get('pid')} on host {owner.get('host')}) holds "
+                                       f"the lock {self.path}; a process on another host cannot be checked from here, so "
+                                       "the lock is not taken over: if that run is gone, delete the lock file and run "
+                                       "again, or choose another --output-dir", 2) from None
                 raise HfTunerError(f"another hf-tuner train (pid {owner.get('pid')} on {owner.get('host')}) is writing "
-                                   f"{self.path.name.removesuffix('.lock')}: wait for it, stop it, or choose another "
-                                   "--output-dir", 2) from None
+                                   f"{name}: wait for it, stop it, or choose another --output-dir", 2) from None
             with os.fdopen(fd, "w") as handle:
                 json.dump(me, handle)
             self.held = True

@@ -12,6 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the shared tiny trained run (`tiny_lora_run`) trains a model the first time it
+    runs: it is slow, like every end-to-end training test (`make test-fast` leaves them out)."""
+    for item in items:
+        if "tiny_lora_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def hf_tuner_cache(tmp_path_factory):
     """Each test session gets its own packaged-data and tokenised-data cache."""

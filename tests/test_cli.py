@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from hf_tuner import __version__
@@ -59,3 +60,16 @@ def test_validate_prints_what_would_run(cli):
     assert "recipe OK" in out and "method           lora" in out
     assert '"train": 100' in out and '"validation": 20' in out
     assert '["negative", "positive"]' in out and "trainable of 22," in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train"], "Missing argument"),
+    (["train", "quickstart", "-n", "abc"], "Invalid value for '--num-processes'"),
+    (["runs", "--bogus"], "No such option: --bogus"),
+])
+def test_command_line_mistakes_keep_clicks_usage_block_and_exit_2(cli, args, needle):
+    """The one exception to "one error: line" (README): click's own usage errors."""
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "Usage: hf-tuner" in result.output and needle in result.output
+    assert "Traceback" not in result.output

@@ -139,3 +139,10 @@ def test_several_mistakes_are_reported_at_once_unknown_keys_first(cli, tmp_path)
                        "missing required key 'model'", "missing required key 'data'")
     line = result.stderr.strip()
     assert line.index("trainng") < line.index("missing required key 'model'")
+
+
+def test_eval_metrics_on_a_task_with_a_fixed_set_is_an_error(cli):
+    """A language model reports loss and perplexity whatever eval.metrics says: naming metrics there is an
+    error, not silently ignored."""
+    assert_clean_error(cli("validate", "gpt2-tweets", "eval.metrics=[rouge]"), 2, "eval.metrics",
+                       "reports a fixed set of metrics", "perplexity")

@@ -162,3 +162,83 @@ def test_the_newest_complete_checkpoint_is_picked(tmp_path):
             text = state if isinstance(state, str) else json.dumps(state)
             (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
     assert latest_checkpoint(tmp_path) == folder / "checkpoint-20"
+
+
+def test_signal_phases_stop_with_128_plus_the_first_signal():
+    """The state machine of `run.Interrupts`, signal by signal (the handler is what the OS calls)."""
+    from types import SimpleNamespace
+
+    from hf_tuner.errors import Interruption
+    from hf_tuner.run import Interrupts
+
+    before = Interrupts()
+    with pytest.raises(Interruption, match="SIGTERM before training started") as caught:
+        before._handle(signal.SIGTERM, None)
+    assert caught.value.exit_code == 143
+
+    training = Interrupts()
+    training.phase = "training"
+    training._handle(signal.SIGTERM, None)  # first: save a checkpoint and stop after this step
+    callback, control = training.callback(), SimpleNamespace(should_save=False, should_training_stop=False)
+    callback.on_step_end(None, None, control)
+    assert control.should_save and control.should_training_stop and training.phase == "checkpoint"
+    training._handle(signal.SIGINT, None)  # second, during the save: waits for it
+    callback.on_save(None, None, control)
+    with pytest.raises(Interruption) as caught:  # once saved, one more stops at once ...
+        training._handle(signal.SIGINT, None)
+    assert caught.value.exit_code == 128 + signal.SIGTERM  # ... with the first signal's code
+
+    saving = Interrupts()
+    saving.phase = "saving"
+    saving._handle(signal.SIGINT, None)  # the finished run's save goes on
+    with pytest.raises(Interruption, match="the save completed") as caught:
+        saving.stop_after_saving(Path("runs/x"))
+    assert caught.value.exit_code == 130
+    with pytest.raises(Interruption):  # a second one during the save stops at once
+        saving._handle(signal.SIGINT, None)
+
+
+@pytest.mark.slow
+def test_a_second_signal_during_the_checkpoint_save_waits_for_it(cli, recipe, tmp_path, monkeypatch):
+    """SIGTERM at step 2, then SIGINT while the checkpoint it asked for is written: the checkpoint is
+    complete, the run interrupted, and the exit code that of the first signal (143)."""
+    import transformers
+
+    step, save = transformers.Trainer.training_step, transformers.Trainer._save_checkpoint
+    saved = []
+
+    def training_step(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *args, **kwargs)
+
+    def save_checkpoint(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # handled before the save below starts
+        save(self, *args, **kwargs)
+        saved.append(self.state.global_step)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", training_step)
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", save_checkpoint)
+    out = tmp_path / "run"
+    result = cli("train", recipe, "training.save_strategy=no", "-o", out)
+    assert_clean_error(result, 128 + signal.SIGTERM, "interrupted by SIGTERM at step 3", "--resume")
+    assert saved == [3]
+    state = json.loads((tmp_path / "run.incomplete" / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert json.loads((tmp_path / "run.incomplete" / "summary.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_sigterm_before_training_exits_143_and_leaves_nothing(recipe, tmp_path):
+    out = tmp_path / "run"
+    proc = start(recipe, out)
+    line = proc.stderr.readline()
+    while line and not line.startswith("Preparing"):
+        line = proc.stderr.readline()
+    assert line.startswith("Preparing"), proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    lines = [l for l in err.splitlines() if l.startswith("error:")]
+    assert lines == ["error: interrupted by SIGTERM before training started"], err[-2000:]
+    assert not out.exists() and not (tmp_path / "run.incomplete").exists() and not (tmp_path / "run.lock").exists()

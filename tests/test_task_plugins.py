@@ -138,6 +138,7 @@ def toy_recipe(tmp_path):
     return recipe
 
 
+@pytest.mark.slow
 def test_toy_task_trains_predicts_and_evaluates_end_to_end(cli, toy_task, toy_recipe, tmp_path):
     result = cli("validate", toy_recipe)
     assert result.exit_code == 0, result.output

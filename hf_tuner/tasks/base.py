@@ -246,6 +246,10 @@ class Objective:
 
     arguments: ClassVar[str] = "transformers:TrainingArguments"  # `training:` keys are checked against it
     primary_metric: ClassVar[str] = "loss"  # the metric that says whether training helped
+    # the built-in names `eval.metrics` may choose among (other entries name `evaluate` modules)
+    metric_choices: ClassVar[tuple[str, ...]] = ()
+    # `eval.metrics` may name `evaluate` modules, scored on what `metric_pairs` gives
+    scores_modules: ClassVar[bool] = False
     greater_is_better: ClassVar[bool] = False
     # THE default learning rates: the method's when the recipe sets none (LoRA wants ~10x)
     learning_rates: ClassVar[dict[str, float]] = {"full": 5e-5, "lora": 5e-4}
@@ -286,6 +290,11 @@ class Objective:
         """The share of positions whose vocabulary logits a training step computes (`plan`)."""
         return 1.0
 
+    def metric_pairs(self, job: "Job", processing: Any, eval_pred: Any) -> tuple[list[Any], list[Any]]:
+        """Predictions and references from the Trainer's evaluation output, as `evaluate` modules take
+        them (`scores_modules` objectives: class ids, generated texts)."""
+        raise NotImplementedError
+
     def trainer_class(self) -> Any:
         from transformers import Trainer
 
@@ -303,8 +312,8 @@ class Objective:
 
     def build_trainer(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits) -> Any:
         """The trainer that trains on `features.train` and evaluates on `features.validation`."""
-        return self.trainer_class()(model=model, args=args, train_dataset=features.train,
-                                    eval_dataset=features.validation, **self.trainer_kwargs(job, model, processing))
+        return self.trainer_class()(model=model, args=args, train_dataset=features.train, eval_dataset=features.validation,
+                                    **with_metric_modules(job, processing, self.trainer_kwargs(job, model, processing)))
 
     def evaluator(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits,
                   start: Optional[Any] = None) -> Any:
@@ -312,7 +321,7 @@ class Objective:
         the run started from, for objectives that compare against it). Default: the task's
         Trainer in evaluation mode (no train set: transformers' own way to evaluate)."""
         return self.trainer_class()(model=model, args=args, eval_dataset=features.validation,
-                                    **self.trainer_kwargs(job, model, processing))
+                                    **with_metric_modules(job, processing, self.trainer_kwargs(job, model, processing)))
 
     def evaluate(self, job: "Job", runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         """The metrics of one split (keys without prefix, no speed figures) with a trainer or an
@@ -341,6 +350,43 @@ class Objective:
     def format_result(self, result: dict[str, Any]) -> str:
         """One `predict` result as the line the CLI prints."""
         return f"{result['input']}\t-> {result['output']}"
+
+
+def metric_modules(objective: Objective, cfg: RunConfig) -> list[str]:
+    """The `eval.metrics` entries that name `evaluate` modules: every entry that is not one of the
+    objective's built-in choices (a typo of one is the objective's `check_config` error)."""
+    choices = {c.lower() for c in objective.metric_choices}
+    return [str(n) for n in cfg.eval.metrics or [] if str(n).strip().lower() not in choices]
+
+
+def load_metric_modules(job: "Job") -> dict[str, Any]:
+    """The `evaluate` modules `eval.metrics` names, loaded (`train` and `validate` load them before the
+    data, so one that cannot load fails first; a finished run's `predict` and `push` never do)."""
+    from ..metrics import load_metric_module
+
+    return {name: load_metric_module(name) for name in metric_modules(job.objective, job.cfg)}
+
+
+def with_metric_modules(job: "Job", processing: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Trainer arguments whose `compute_metrics` also scores the `evaluate` modules `eval.metrics`
+    names (a module's result keeps its key, or becomes MODULE_KEY where the task has that key)."""
+    compute = kwargs.get("compute_metrics")
+    names = metric_modules(job.objective, job.cfg)
+    if compute is None or not names or not job.objective.scores_modules:
+        return kwargs
+    from ..metrics import module_scores
+
+    modules = load_metric_modules(job)
+
+    def compute_with_modules(eval_pred: Any) -> dict[str, Any]:
+        out = compute(eval_pred)
+        predictions, references = job.objective.metric_pairs(job, processing, eval_pred)
+        for module in modules.values():
+            for key, value in module_scores(module, predictions, references).items():
+                out[f"{module.name}_{key}" if key in out else key] = value
+        return out
+
+    return {**kwargs, "compute_metrics": compute_with_modules}
 
 
 # ------------------------------------------------------------------------------------------ the task
@@ -383,6 +429,12 @@ class Task:
             if task is not None and task not in kinds:
                 problems.append(f"model.name_or_path: {source} is a {task} run; a {self.name} run starts from a "
                                 f"{' / '.join(kinds)} model")
+        modules = metric_modules(self.objective, cfg)
+        if modules and not self.objective.scores_modules:
+            problems.append(f"eval.metrics: a {self.name} run reports a fixed set of metrics (its main one: "
+                            f"{self.objective.primary_metric}) and cannot score evaluate modules ('{modules[0]}'); "
+                            "remove eval.metrics" + (f" or choose among {', '.join(self.objective.metric_choices)}"
+                                                     if self.objective.metric_choices else ""))
         return problems + self.data.check_config(cfg) + self.objective.check_config(cfg)
 
     def bind(self, cfg: RunConfig) -> "Job":

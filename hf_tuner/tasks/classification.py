@@ -39,6 +39,7 @@ class Classification(Objective):
     loss_is_a_mean = True
     primary_metric = "accuracy"
     greater_is_better = True
+    scores_modules = True  # eval.metrics may name evaluate modules: they get predicted and true label ids
 
     def model_config(self, job: Job) -> dict[str, Any]:
         return label_config(job.labels or [])
@@ -46,6 +47,11 @@ class Classification(Objective):
     def trainer_kwargs(self, job: Job, model: Any, processing: Any) -> dict[str, Any]:
         return {**super().trainer_kwargs(job, model, processing), "compute_metrics": compute_classification,
                 "preprocess_logits_for_metrics": argmax}
+
+    def metric_pairs(self, job: Job, processing: Any, eval_pred: Any) -> tuple[list[Any], list[Any]]:
+        import numpy as np
+
+        return (np.asarray(eval_pred.predictions).reshape(-1).tolist(), np.asarray(eval_pred.label_ids).reshape(-1).tolist())
 
     def report(self, job: Job, evaluator: Any, features: Splits) -> dict[str, Any]:
         import numpy as np

@@ -32,19 +32,24 @@ PRIMARY_PREFERENCE = ("chrf", "rouge1", "bleu")
 
 
 def select_metrics(names: Optional[Sequence[str]]) -> list[str]:
-    """`eval.metrics` checked against the seq2seq metrics (default: rouge); unknown names are errors."""
+    """The built-in seq2seq metrics `eval.metrics` chooses (default: rouge, also when it names only
+    `evaluate` modules); an entry close to a built-in name that is no file is a typo, an error."""
+    from pathlib import Path
+
     chosen: list[str] = []
     for name in names or DEFAULT_METRICS:
         key = str(name).strip().lower()
         key = METRIC_ALIASES.get(key, key)
         if key not in METRICS:
-            raise ConfigError(
-                f"unknown eval.metrics entry '{name}' for task seq2seq{did_you_mean(key, METRICS)}; "
-                f"seq2seq metrics are: {', '.join(METRICS)}"
-            )
+            if did_you_mean(key, METRICS) and not Path(str(name)).expanduser().exists():
+                raise ConfigError(
+                    f"unknown eval.metrics entry '{name}' for task seq2seq{did_you_mean(key, METRICS)}; "
+                    f"seq2seq metrics are: {', '.join(METRICS)} (or an evaluate module: a path or a name)"
+                )
+            continue  # an evaluate module (tasks.base.metric_modules)
         if key not in chosen:
             chosen.append(key)
-    return chosen
+    return chosen or list(DEFAULT_METRICS)
 
 
 def primary_metric_for(metrics: Sequence[str]) -> str:
@@ -243,6 +248,8 @@ class TextGeneration(Objective):
     loss_is_a_mean = True  # BART/Marian/T5 heads average their cross-entropy themselves
     arguments = "transformers:Seq2SeqTrainingArguments"
     primary_metric = "rouge1"
+    metric_choices = (*METRICS, *METRIC_ALIASES)
+    scores_modules = True  # eval.metrics may name evaluate modules: they get the generated and reference texts
     greater_is_better = True
 
     def metric(self, job: Job) -> str:
@@ -278,6 +285,10 @@ class TextGeneration(Objective):
                 "generation_kwargs": self.generation_kwargs(job),
                 "max_generate_samples": job.cfg.eval.max_eval_generate_samples}
 
+    def metric_pairs(self, job: Job, processing: Any, eval_pred: Any) -> tuple[list[Any], list[Any]]:
+        predictions, references, _ = decoded(processing, eval_pred)
+        return predictions, references
+
     def predict(self, job: Job, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, num_beams: int = 1,
                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
                 batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
@@ -290,6 +301,21 @@ class TextGeneration(Objective):
         return [{"input": text, "output": generated} for text, generated in zip(inputs, texts)]
 
 
+def decoded(tokenizer: Any, eval_pred: Any) -> tuple[list[str], list[str], Any]:
+    """Generated and reference texts of the Trainer's evaluation output, and the generated ids."""
+    import numpy as np
+
+    preds, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(preds, tuple):
+        preds = preds[0]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    preds = np.where(preds < 0, pad, preds)  # -100: padding between batches
+    labels = np.where(labels < 0, pad, labels)
+    predictions = [t.strip() for t in tokenizer.batch_decode(preds, skip_special_tokens=True)]
+    references = [t.strip() for t in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+    return predictions, references, preds
+
+
 def generated_text_metrics(tokenizer: Any, metrics: list[str]):
     """`compute_metrics` of generated token ids: decoded, scored against the references, plus the
     mean generated length."""
@@ -297,14 +323,7 @@ def generated_text_metrics(tokenizer: Any, metrics: list[str]):
     def compute(eval_pred):
         import numpy as np
 
-        preds, labels = eval_pred.predictions, eval_pred.label_ids
-        if isinstance(preds, tuple):
-            preds = preds[0]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        preds = np.where(preds < 0, pad, preds)  # -100: padding between batches
-        labels = np.where(labels < 0, pad, labels)
-        predictions = [t.strip() for t in tokenizer.batch_decode(preds, skip_special_tokens=True)]
-        references = [t.strip() for t in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+        predictions, references, preds = decoded(tokenizer, eval_pred)
         out = text_metrics(predictions, references, metrics)
         special = set(tokenizer.all_special_ids)
         out["gen_len"] = float(np.mean([sum(1 for t in row if int(t) not in special) for row in preds])) if len(preds) else 0.0
