@@ -5,6 +5,7 @@ starts without torch."""
 from __future__ import annotations
 
 import ast
+import statistics
 import subprocess
 import sys
 import time
@@ -239,11 +240,24 @@ def test_no_module_imports_another_modules_private_name():
 
 
 def test_help_is_fast_and_imports_no_torch():
-    code = ("import sys, time\nt = time.perf_counter()\nfrom hf_tuner.cli import app\n"
+    """`hf-tuner --help` imports none of the heavy libraries, and takes about what a bare Typer app's
+    --help takes (a baseline timed alongside it, so a loaded machine slows both alike)."""
+    heavy = ("torch", "transformers", "datasets", "peft", "trl", "accelerate", "evaluate", "pandas")
+    ours = ("import sys, time\nt = time.perf_counter()\nfrom hf_tuner.cli import app\n"
             "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(time.perf_counter() - t)\nassert 'torch' not in sys.modules\n")
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout.strip().splitlines()[-1]) < 0.5  # ~0.15 s on an idle 2-core machine; torch alone takes seconds
-    assert time.perf_counter() - started < 10  # the whole interpreter, as a user would wait for it
+            f"print(time.perf_counter() - t)\nprint([m for m in {heavy!r} if m in sys.modules])\n")
+    bare = ("import sys, time\nt = time.perf_counter()\nimport typer\napp = typer.Typer()\n"
+            "@app.command()\ndef a(x: int = 1):\n    pass\n@app.command()\ndef b(y: str = ''):\n    pass\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\nprint(time.perf_counter() - t)\nprint([])\n")
+
+    def timed(code: str) -> tuple[float, str]:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        seconds, imported = result.stdout.strip().splitlines()[-2:]
+        return float(seconds), imported
+
+    rounds = [(timed(ours), timed(bare)) for _ in range(3)]  # interleaved
+    assert all(o[1] == "[]" for o, _ in rounds), rounds[0][0][1]  # e.g. ['torch']: an import is not lazy
+    ratio = statistics.median(o[0] for o, _ in rounds) / statistics.median(b[0] for _, b in rounds)
+    # idle 2-core machine: ~0.2 s vs ~0.15 s; importing torch alone would take seconds (> 10x)
+    assert ratio < 3, ratio
