@@ -61,14 +61,18 @@ def wordpiece_vocab(lowercase: bool) -> list[str]:
 
 
 def bert_tokenizer(lowercase: bool, cls_name: str = "BertTokenizerFast"):
-    import tempfile
-
     import transformers
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "vocab.txt"
-        path.write_text("\n".join(wordpiece_vocab(lowercase)) + "\n", encoding="utf-8")
-        return getattr(transformers, cls_name)(vocab_file=str(path), do_lower_case=lowercase, model_max_length=512)
+    vocab = {token: i for i, token in enumerate(wordpiece_vocab(lowercase))}
+    return checked(getattr(transformers, cls_name)(vocab=vocab, do_lower_case=lowercase, model_max_length=512))
+
+
+def checked(tok):
+    """A stand-in tokenizer must really tokenize (transformers 5 ignores unknown keyword arguments such as
+    vocab_file=, which leaves an empty vocabulary): a corpus sentence -> several known ids."""
+    ids = tok("The movie was very good.", add_special_tokens=False)["input_ids"]
+    assert len(ids) >= 4 and tok.unk_token_id not in ids[:-1], (type(tok).__name__, ids)
+    return tok
 
 
 def byte_bpe_files(specials: list[str], vocab_size: int = 600) -> tuple[dict, list[str]]:
@@ -82,41 +86,31 @@ def byte_bpe_files(specials: list[str], vocab_size: int = 600) -> tuple[dict, li
     with tempfile.TemporaryDirectory() as tmp:
         bpe.save_model(tmp)
         vocab = json.loads((Path(tmp) / "vocab.json").read_text())
-        merges = (Path(tmp) / "merges.txt").read_text().splitlines()
+        merges = [tuple(m.split(" ")) for m in (Path(tmp) / "merges.txt").read_text().splitlines() if m and not m.startswith("#version")]
     return vocab, merges
 
 
 def gpt2_tokenizer():
     """GPT2TokenizerFast with <|endoftext|> as bos/eos/unk (the last id, as 50256 is) and no pad token."""
-    import tempfile
-
     import transformers
 
     vocab, merges = byte_bpe_files([])
     vocab["<|endoftext|>"] = len(vocab)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
-        (Path(tmp) / "merges.txt").write_text("\n".join(merges) + "\n")
-        tok = transformers.GPT2TokenizerFast(vocab_file=f"{tmp}/vocab.json", merges_file=f"{tmp}/merges.txt",
-                                             bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                             unk_token="<|endoftext|>", model_max_length=1024)
-    assert tok.pad_token is None
-    return tok
+    tok = transformers.GPT2TokenizerFast(vocab=vocab, merges=merges, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                         unk_token="<|endoftext|>", model_max_length=1024)
+    assert tok.pad_token is None and tok.eos_token_id == len(vocab) - 1
+    return checked(tok)
 
 
 def bart_tokenizer():
     """BartTokenizerFast: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask> last (as in facebook/bart-base)."""
-    import tempfile
-
     import transformers
 
     vocab, merges = byte_bpe_files(["<s>", "<pad>", "</s>", "<unk>"])
     vocab["<mask>"] = len(vocab)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
-        (Path(tmp) / "merges.txt").write_text("\n".join(merges) + "\n")
-        return transformers.BartTokenizerFast(vocab_file=f"{tmp}/vocab.json", merges_file=f"{tmp}/merges.txt",
-                                              model_max_length=1024)
+    tok = transformers.BartTokenizerFast(vocab=vocab, merges=merges, model_max_length=1024)
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2, 3)
+    return checked(tok)
 
 
 def marian_tokenizer(folder: Path):
@@ -147,7 +141,8 @@ def marian_tokenizer(folder: Path):
                                        model_max_length=512)
     for name in ("source.spm", "target.spm", "vocab.json"):
         (folder / name).unlink()
-    return tok
+    assert tok.eos_token_id == 0 and tok.pad_token_id == len(vocab) - 1
+    return checked(tok)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -577,3 +572,26 @@ def build(repo_id: str, workdir: Path) -> dict[str, bytes]:
     folder = workdir / STANDINS[repo_id].repo_type / repo_id
     folder.mkdir(parents=True, exist_ok=True)
     return STANDINS[repo_id].build(folder)
+
+
+def without_column(files: dict[str, bytes], column: str) -> dict[str, bytes]:
+    """The same repo with `column` removed from every parquet data file (to check a recipe's column error)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = {}
+    for path, data in files.items():
+        if path.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(data))
+            if column in table.column_names:
+                meta = dict(table.schema.metadata or {})
+                if b"huggingface" in meta:  # datasets' own copy of the features
+                    info = json.loads(meta[b"huggingface"])
+                    info.get("info", {}).get("features", {}).pop(column, None)
+                    meta[b"huggingface"] = json.dumps(info).encode()
+                table = table.drop_columns([column]).replace_schema_metadata(meta)
+                buf = io.BytesIO()
+                pq.write_table(table, buf)
+                data = buf.getvalue()
+        out[path] = data
+    return out

@@ -109,6 +109,8 @@ def predict_args(task: str, tmp: Path) -> list[str]:
         image = tmp / "leaf.png"
         Image.new("RGB", (40, 30), (30, 140, 60)).save(image)
         return [str(image)]
+    if task == "masked-lm":
+        return ["The movie was [MASK] good"]
     if task == "question-answering":
         return ["Who said so?", "--context", "It was Mary who said so in Paris."]
     return ["The movie was very good and the music was great", "--max-new-tokens", "8"]
@@ -142,7 +144,8 @@ def recipe_steps(name: str, method: str, tmp: Path) -> list[list[str]]:
     return [["validate", name, *over], ["plan", name, *over, "--sample-rows", "16"],
             ["train", name, *over, "-o", run],
             ["predict", run, *predict_args(data["task"], tmp)],
-            ["eval", run, "--max-samples", "8"]]
+            ["eval", run, "--max-samples", "8"],
+            *([["eval", run, "--split", "test", "--max-samples", "8"]] if data["data"].get("test_split") or data["data"].get("test") else [])]
 
 
 @pytest.mark.slow
@@ -151,13 +154,74 @@ def test_hub_recipe_end_to_end(name, method, standin_hub, tmp_path, hf_tuner_cac
     missing = missing_standins(name)
     if missing:
         pytest.fail(f"recipe '{name}' names Hub id(s) {missing} with no stand-in: add one to STANDINS in tests/hub_standins.py")
-    env = hub_env(standin_hub, tmp_path / "hf_home")
+    env = dict(hub_env(standin_hub, tmp_path / "hf_home"), HF_TUNER_DEBUG="1")  # an unexpected failure shows its traceback
     results = run_steps(recipe_steps(name, method, tmp_path), env, tmp_path)
     for result in results:
         assert result["exit_code"] == 0 and result["exception"] is None, failure(result)
-    assert len(results) == 5, results[-1]["args"]
+    assert len(results) == len(recipe_steps(name, method, tmp_path)), results[-1]["args"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary.get("method", method) == method
     # the models and data came from the fake Hub, through the real download path
     for repo_id in hub_ids(HUB_RECIPES[name]):
         assert standin_hub.downloads(repo_id, STANDINS[repo_id].repo_type), f"nothing of {repo_id} was downloaded"
+
+
+def one_error_line(result: dict) -> str:
+    """The failure a user sees: a non-zero exit, no traceback, exactly one `error:` line (returned)."""
+    assert result["exit_code"] != 0 and result["exception"] is None, failure(result)
+    assert "Traceback" not in result["stderr"] + result["stdout"], result["stderr"]
+    lines = [l for l in result["stderr"].splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, result["stderr"]
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_a_column_missing_on_the_hub_is_the_users_one_line_error(tmp_path, hf_tuner_cache):
+    """bert-sst2 reads `sentence`; a Hub copy of SST-2 without it stops `validate` with one line naming it."""
+    from fake_hub import FakeHub
+    from hub_standins import without_column
+
+    hub = FakeHub(token="hf_StandinHubToken")
+    try:
+        for repo_id in hub_ids(HUB_RECIPES["bert-sst2"]):
+            files = build(repo_id, tmp_path / "standins")
+            if STANDINS[repo_id].repo_type == "dataset":
+                files = without_column(files, "sentence")
+            hub.serve(repo_id, files, repo_type=STANDINS[repo_id].repo_type)
+        over = tiny_overrides(HUB_RECIPES["bert-sst2"], "full")
+        results = run_steps([["validate", "bert-sst2", *over], ["train", "bert-sst2", *over, "-o", str(tmp_path / "run")]],
+                            hub_env(hub, tmp_path / "hf_home"), tmp_path)
+    finally:
+        hub.close()
+    line = one_error_line(results[0])
+    assert "sentence" in line and "idx" in line and "label" in line, line  # names the column and the ones there are
+    assert len(results) == 1 and not (tmp_path / "run").exists()
+    print(line)
+
+
+@pytest.mark.slow
+def test_offline_with_an_empty_cache_is_the_one_line_error(standin_hub, tmp_path, hf_tuner_cache):
+    before = len(standin_hub.requests)
+    over = tiny_overrides(HUB_RECIPES["bert-sst2"], "full")
+    results = run_steps([["train", "bert-sst2", *over, "-o", str(tmp_path / "run")]],
+                        hub_env(standin_hub, tmp_path / "empty_home", offline=True), tmp_path)
+    line = one_error_line(results[0])
+    assert "offline" in line and ("stanfordnlp/sst2" in line or "google-bert/bert-base-uncased" in line), line
+    assert len(standin_hub.requests) == before  # offline: nothing asked of the Hub
+    print(line)
+
+
+@pytest.mark.slow
+def test_online_once_then_offline_trains_from_the_cache(standin_hub, tmp_path, hf_tuner_cache):
+    home = tmp_path / "hf_home"
+    over = tiny_overrides(HUB_RECIPES["bert-sst2"], "full")
+    online = run_steps([["train", "bert-sst2", *over, "-o", str(tmp_path / "online")]], hub_env(standin_hub, home), tmp_path)
+    assert online[-1]["exit_code"] == 0, failure(online[-1])
+    before = len(standin_hub.requests)
+    offline = run_steps([["train", "bert-sst2", *over, "-o", str(tmp_path / "offline")],
+                         ["predict", str(tmp_path / "offline"), "a good movie"]],
+                        hub_env(standin_hub, home, offline=True), tmp_path)
+    for result in offline:
+        assert result["exit_code"] == 0, failure(result)
+    assert len(standin_hub.requests) == before  # trained from the cache alone
+    assert (tmp_path / "offline" / "summary.json").is_file()
