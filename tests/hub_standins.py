@@ -534,19 +534,20 @@ STANDINS: dict[str, Standin] = {
         "card (2025 revision: YAML has only tags: trl, no configs): prompt string ('SUBREDDIT: ... POST: ... TL;DR:'), "
         "completion string; data/{train,validation,test}-*.parquet, splits from the file names"),
     "abisee/cnn_dailymail": Standin("dataset", cnn_dailymail,
-        "card: configs 1.0.0 / 2.0.0 / 3.0.0 (no default: a config name is required); features article, "
-        "highlights, id (strings); splits train / validation / test; {config}/{split}-*.parquet "
-        "(real files are sharded, e.g. train-0000N-of-00003: UNVERIFIED shard counts)"),
+        "card and viewer: configs 1.0.0 / 2.0.0 / 3.0.0 (no default: a config name is required); features article, "
+        "highlights, id (strings); splits train / validation / test (287k / 13.4k / 11.5k); {config}/{split}-*.parquet "
+        "(the real train split is sharded: shard count and the card's `default` flag UNVERIFIED)"),
     "Helsinki-NLP/opus_books": Standin("dataset", opus_books,
         "card: one config per language pair (16 pairs, en-fr among them; only 4 served here), one split train; "
-        "features id string, translation Translation[en, fr]; {pair}/train-*.parquet"),
+        "features id string, translation Translation[en, fr]; {pair}/train-*.parquet (en-fr/train-00000-of-00001.parquet "
+        "seen in the repo's history)"),
     "Salesforce/wikitext": Standin("dataset", wikitext,
         "card: configs wikitext-103-raw-v1, wikitext-103-v1, wikitext-2-raw-v1, wikitext-2-v1; feature text string "
         "(blank lines and ' = Heading = ' lines included); splits test / train / validation"),
     "AI-Lab-Makerere/beans": Standin("dataset", beans,
         "card: features image_file_path string, image Image, labels ClassLabel [angular_leaf_spot, bean_rust, "
-        "healthy]; splits train / validation / test (1,034 / 133 / 128 real rows); real images are 500x500 JPEG "
-        "(small PNG here); data/{split}-*.parquet layout UNVERIFIED"),
+        "healthy]; splits train / validation / test (1,034 / 133 / 128 real rows); config default, "
+        "data/{split}-*.parquet (all from the card's YAML); real images are 500x500 JPEG (small PNG here)"),
     "lhoestq/conll2003": Standin("dataset", conll2003,
         "the conll2003 card's features: id string, tokens list[string], pos_tags / chunk_tags / ner_tags "
         "list[ClassLabel] (ner: O B-PER I-PER B-ORG I-ORG B-LOC I-LOC B-MISC I-MISC); splits train / validation / "
