@@ -42,22 +42,40 @@ def list_recipes() -> list[RecipeInfo]:
     return infos
 
 
+def sources(data: dict[str, Any]) -> list[str]:
+    """Every model and data source a recipe's YAML names: the model (or its two halves), a tokenizer
+    taken from elsewhere, the data files or sets, reward models."""
+    model = data.get("model") or {}
+    tokenizer = model.get("tokenizer") if isinstance(model.get("tokenizer"), dict) else {}
+    named = [model.get("name_or_path"), model.get("encoder"), model.get("decoder"), tokenizer.get("name_or_path"),
+             *((data.get("data") or {}).get(k) for k in ("train", "validation", "test")),
+             *(r.get("model") for r in (data.get("reward") or []) if isinstance(r, dict))]
+    return [str(s) for s in named if s]
+
+
+def is_hub_id(source: str) -> bool:
+    """A source that names the Hub (`owner/name` or `name`), not a file, folder, run or packaged: name."""
+    if source.startswith("packaged:") or source.startswith((".", "/", "~", "runs/")):
+        return False
+    path = Path(source)
+    return not (path.suffix or len(path.parts) > 2)
+
+
+def hub_ids(data: dict[str, Any]) -> list[str]:
+    """The Hub ids (models and data sets) a recipe's YAML names, in order, each once."""
+    return list(dict.fromkeys(s for s in sources(data) if is_hub_id(s)))
+
+
 def needs(data: dict[str, Any]) -> str:
     """What a recipe needs to run, from its YAML: the Hub, or nothing (offline), or earlier runs."""
-    model = data.get("model") or {}
-    sources = [model.get("name_or_path"), *((data.get("data") or {}).get(k) for k in ("train", "validation", "test")),
-               *(r.get("model") for r in (data.get("reward") or []) if isinstance(r, dict))]
-    after = []
-    for source in filter(None, sources):
-        source = str(source)
-        if source.startswith("packaged:"):
-            continue
-        path = Path(source)
-        if source.startswith((".", "/", "~")) or path.suffix or len(path.parts) > 2 or source.startswith("runs/"):
-            if len(path.parts) >= 2 and path.parts[-2] == "runs" and (recipes_dir() / f"{path.name}.yaml").is_file():
-                after.append(path.name)
-            continue
+    if hub_ids(data):
         return "hub"
+    after = []
+    for source in sources(data):
+        path = Path(source)
+        if not source.startswith("packaged:") and len(path.parts) >= 2 and path.parts[-2] == "runs" \
+                and (recipes_dir() / f"{path.name}.yaml").is_file():
+            after.append(path.name)
     return "offline" + (f" after {'+'.join(after)}" if after else "")
 
 

@@ -138,6 +138,33 @@ def test_collator_pads_labels_with_minus_100():
     assert batch["input_ids"][1].tolist()[-1] == tok.pad_token_id
 
 
+def test_collator_with_the_model_gives_decoder_inputs_for_label_smoothing():
+    """The Trainer's label smoother pops `labels` before the forward pass: the batch must carry the
+    decoder inputs (labels shifted right after the start token), or BART decodes from its shifted
+    source and its logits (source length) do not line up with the labels (bart-summarize crashed)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    from hf_tuner.modeling import train_tokenizer
+    from hf_tuner.tasks.seq2seq import Seq2SeqCollator
+
+    tok = train_tokenizer(["the red cat sat", "le chat", "a dog", "un chien"] * 5, "byte-level-bpe", 300, 1, "encoder-decoder")
+    config = AutoConfig.for_model("bart", vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id,
+                                  **{k: v for k, v in TINY_BART.items() if k != "model_type"})
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    feats = [{"input_ids": tok("the red cat sat the red cat sat")["input_ids"], "labels": tok(text_target="le chat")["input_ids"]},
+             {"input_ids": tok("a dog")["input_ids"], "labels": tok(text_target="un")["input_ids"]}]
+    batch = Seq2SeqCollator(tok).with_model(model)(feats)
+    labels, dec = batch["labels"], batch["decoder_input_ids"]
+    assert dec[:, 0].tolist() == [tok.eos_token_id] * 2                      # the decoder start token
+    expected = labels[:, :-1].masked_fill(labels[:, :-1] == -100, tok.pad_token_id)
+    assert torch.equal(dec[:, 1:], expected)                                 # then the labels, shifted right
+    no_labels = {k: v for k, v in batch.items() if k != "labels"}
+    assert batch["input_ids"].shape[1] != labels.shape[1]
+    assert model(**no_labels).logits.shape[1] == labels.shape[1]             # logits line up with the labels
+
+
 # ---------------------------------------------------------------------------------- bad input
 
 

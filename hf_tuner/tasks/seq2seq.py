@@ -83,13 +83,20 @@ def finish_labels(labels: Any, pad_token_id: Optional[int]) -> Any:
 
 class Seq2SeqCollator:
     """`DataCollatorForSeq2Seq` (dynamic padding; labels padded with -100), then `finish_labels`.
-    The model builds `decoder_input_ids` from the labels itself (shifted right)."""
+    Given the model, the batch also carries `decoder_input_ids` (the labels shifted right, by the
+    model's own `prepare_decoder_input_ids_from_labels`): the Trainer's label smoother
+    (`training.label_smoothing_factor`) takes `labels` out of the batch before the forward pass, and
+    a model left without labels or decoder inputs decodes from its shifted *inputs* (BART), whose
+    logits then do not line up with the labels."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, model: Any = None):
         from transformers import DataCollatorForSeq2Seq
 
         self.tokenizer = tokenizer
-        self.inner = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+        self.inner = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+
+    def with_model(self, model: Any) -> "Seq2SeqCollator":
+        return Seq2SeqCollator(self.tokenizer, model)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.inner(features)
@@ -280,7 +287,10 @@ class TextGeneration(Objective):
         return out
 
     def trainer_kwargs(self, job: Job, model: Any, processing: Any) -> dict[str, Any]:
-        return {**super().trainer_kwargs(job, model, processing),
+        kwargs = super().trainer_kwargs(job, model, processing)
+        if isinstance(kwargs.get("data_collator"), Seq2SeqCollator):
+            kwargs["data_collator"] = kwargs["data_collator"].with_model(model)
+        return {**kwargs,
                 "compute_metrics": generated_text_metrics(processing, select_metrics(job.cfg.eval.metrics)),
                 "generation_kwargs": self.generation_kwargs(job),
                 "max_generate_samples": job.cfg.eval.max_eval_generate_samples}
