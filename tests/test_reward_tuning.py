@@ -65,12 +65,16 @@ def marker_pairs(n: int, seed: int) -> list[dict[str, str]]:
 
 
 def continuation_pairs(n: int, seed: int) -> list[dict[str, str]]:
-    """Prompt + two continuations that differ in their first word only: " great" in the chosen one."""
+    """Prompt + two continuations of 3-5 words that differ in one word, never the first: " great" in
+    the chosen one, another word in the rejected one, at the same place (2nd to last word). Their
+    first words are the same, so a policy must read past the first word to tell them apart."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        prompt, tail = " ".join(sentence(rng, 2, 4)), " ".join(sentence(rng, 1, 3))
-        rows.append({"prompt": prompt, "chosen": f" {MARKER} {tail}", "rejected": f" {rng.choice(WORDS)} {tail}"})
+        prompt, words = " ".join(sentence(rng, 2, 4)), sentence(rng, 2, 4)
+        at = rng.randint(1, len(words))
+        chosen, rejected = words[:at] + [MARKER] + words[at:], words[:at] + [rng.choice(WORDS)] + words[at:]
+        rows.append({"prompt": prompt, "chosen": " " + " ".join(chosen), "rejected": " " + " ".join(rejected)})
     return rows
 
 
@@ -97,6 +101,9 @@ def files(tmp_path_factory) -> SimpleNamespace:
     dpo_pairs = write_jsonl(root / "dpo.jsonl", continuation_pairs(160, seed=2))
     rng = random.Random(1)
     prompts = write_jsonl(root / "prompts.jsonl", [{"prompt": " ".join(sentence(rng, 2, 4))} for _ in range(72)])
+    # held-out prompts for the policy tests that measure learning: 64 of them, so that the thresholds are
+    # >= 3 standard errors of the before-training mean reward (18 prompts made +0.02 about one)
+    eval_prompts = write_jsonl(root / "eval_prompts.jsonl", [{"prompt": " ".join(sentence(rng, 2, 4))} for _ in range(64)])
     texts = write_jsonl(root / "texts.jsonl", [{"text": r["prompt"] + r[k]} for r in continuation_pairs(160, seed=3)
                                                 for k in ("chosen", "rejected")])
     (root / "reward_fns.py").write_text(REWARD_FUNCTIONS)
@@ -136,7 +143,8 @@ eval: {{before_training: false}}
 training: {{num_train_epochs: 1, learning_rate: 1.0e-2, per_device_train_batch_size: 32, eval_strategy: 'no', save_strategy: 'no'}}
 """,
     }
-    out = SimpleNamespace(root=root, pairs=pairs, dpo_pairs=dpo_pairs, prompts=prompts, no_rejected=no_rejected,
+    out = SimpleNamespace(root=root, pairs=pairs, dpo_pairs=dpo_pairs, prompts=prompts, eval_prompts=eval_prompts,
+                          no_rejected=no_rejected,
                           reward_fns=root / "reward_fns.py")
     for name, text in recipes.items():
         (root / f"{name}.yaml").write_text(text)
@@ -275,7 +283,8 @@ def test_reward_model_with_lora_trains_predicts_and_pushes(cli, files, bert_base
     assert not (received / "adapter_config.json").exists()
     card = (received / "README.md").read_text()
     assert "pipeline_tag: text-classification" in card and "hf-tuner train" in card
-    result = cli("eval", received, "--data", files.pairs, "--max-samples", "40")  # the task from its config.yaml
+    fresh = write_jsonl(tmp_path / "fresh.jsonl", marker_pairs(40, seed=7))  # pairs it never trained on
+    result = cli("eval", received, "--data", fresh)  # the task from its config.yaml
     assert result.exit_code == 0, result.output
     accuracy = float(result.stdout.split("accuracy=")[1].split()[0])
     assert accuracy >= 0.9  # the trained reward model arrived, not the untrained base (chance: 0.5)
@@ -284,29 +293,43 @@ def test_reward_model_with_lora_trains_predicts_and_pushes(cli, files, bert_base
 # ------------------------------------------------------------------------------ grpo / rloo
 
 
-def check_samples(run: Path, reward_name: str = "letter_a") -> None:
+def check_samples(run: Path, reward_name: str = "letter_a", prompts: int = 18) -> None:
     """The sample files hold what the metrics say: each completion's reward recomputed from its text."""
     before, after = metrics_of(run)
     for phase, metrics in (("before", before), ("after", after)):
         rows = read_jsonl(run / f"samples_{phase}.jsonl")
-        assert len(rows) == 18  # data.max_eval_samples held-out prompts
+        assert len(rows) == prompts  # data.max_eval_samples held-out prompts
         for row in rows:
             assert row[f"reward/{reward_name}"] == pytest.approx(letter_a(row["completion"]), abs=1e-6)
         assert metrics["mean_reward"] == pytest.approx(sum(r["reward"] for r in rows) / len(rows), abs=1e-5)
         assert metrics[f"reward/{reward_name}"] == pytest.approx(metrics["mean_reward"], abs=1e-5)  # one reward, weight 1
 
 
+def standard_error_before(run: Path) -> float:
+    """The standard error of the before-training mean reward, from the run's own samples."""
+    rewards = [r["reward"] for r in read_jsonl(run / "samples_before.jsonl")]
+    mean = sum(rewards) / len(rewards)
+    return math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1) / len(rewards))
+
+
+# the 64 held-out prompts of files.eval_prompts, and the 54 training prompts the 25% split of 72 leaves
+HELD_OUT = ["data.validation={eval_prompts}", "data.max_eval_samples=64", "data.max_train_samples=54"]
+
+
 @pytest.mark.slow
 def test_grpo_raises_a_function_reward(cli, files, tmp_path):
     out = tmp_path / "grpo"
-    result = cli("train", files.grpo, "-o", out)
+    result = cli("train", files.grpo, *[o.format(eval_prompts=files.eval_prompts) for o in HELD_OUT],
+                 "training.num_train_epochs=2", "-o", out)  # 1 epoch gained +0.04 on 64 prompts: too little to tell
     assert result.exit_code == 0, result.output
     for name in ("samples_before.jsonl", "samples_after.jsonl", "reward.png", "model.safetensors", "metrics.json"):
         assert (out / name).is_file(), name
     before, after = metrics_of(out)
-    assert after["mean_reward"] > before["mean_reward"] + 0.05, (before, after)
+    threshold = 0.05  # the untrained model's share of "a" is ~0.04 (sd ~0.05 per completion)
+    assert threshold >= 3 * standard_error_before(out)  # 64 prompts: the rise is not noise
+    assert after["mean_reward"] > before["mean_reward"] + threshold, (before, after)
     assert 0 < after["mean_length"] <= 8 and 0 <= after["distinct_2"] <= 1
-    check_samples(out)
+    check_samples(out, prompts=64)
     history = json.loads((out / "log_history.json").read_text())
     assert any("reward" in h for h in history)  # what reward.png plots
 
@@ -317,14 +340,19 @@ def test_rloo_from_a_causal_lm_run_raises_the_reward(cli, files, lm_run, tmp_pat
     reference model is that run, re-loaded, and the KL to it is logged."""
     out = tmp_path / "rloo"
     result = cli("train", files.grpo, "task=rloo", "training.beta=null", *FROM_RUN, f"model.name_or_path={lm_run}",
-                 "training.learning_rate=2e-2", "data.max_train_samples=32", "-o", out)
+                 "training.learning_rate=2e-2", *[o.format(eval_prompts=files.eval_prompts) for o in HELD_OUT],
+                 # 8 completions per prompt, 2 epochs: 4 and 1 gained +0.01 on 64 prompts (KL to the LM run holds it)
+                 "training.num_generations=8", "training.per_device_train_batch_size=16", "training.num_train_epochs=2",
+                 "-o", out)
     assert result.exit_code == 0, result.output
     assert (out / "samples_after.jsonl").is_file() and (out / "reward.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "rloo" and summary["model"] == str(lm_run)
     before, after = metrics_of(out)
-    assert after["mean_reward"] > before["mean_reward"] + 0.02, (before, after)
-    check_samples(out)
+    threshold = 0.04  # the LM run's share of "a" is ~0.10 (sd ~0.07 per completion)
+    assert threshold >= 3 * standard_error_before(out)  # 64 prompts: the rise is not noise
+    assert after["mean_reward"] > before["mean_reward"] + threshold, (before, after)
+    check_samples(out, prompts=64)
     history = json.loads((out / "log_history.json").read_text())
     assert any(h.get("kl", 0) > 0 for h in history)  # beta > 0: a reference model was there
 
