@@ -593,3 +593,96 @@ def test_plan_counts_pairs_generations_and_the_reference(cli, files):
     assert plans["grpo"]["sequence_for_memory"] <= 16 + 8  # prompt limit + max_completion_length
     # reward model: 240 pairs, 25% held out -> 180, 16 per step -> ceil(180 / 16) = 12
     assert plans["reward"]["steps_per_epoch"] == 12
+    # pairs are length-grouped by default; grouping reorders them and changes no count
+    for name in ("reward", "dpo"):
+        result = cli("plan", getattr(files, name), "training.train_sampling_strategy=random", "--json")
+        assert result.exit_code == 0, result.output
+        random_order = json.loads(result.stdout)
+        assert random_order["steps_per_epoch"] == plans[name]["steps_per_epoch"] > 0
+        assert random_order["train_rows"] == plans[name]["train_rows"]
+
+
+# ------------------------------------------------------------------------------ length-grouped pairs
+
+PAIR_SAMPLER_WORKER = """
+import json, sys
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from trl import RewardConfig, RewardTrainer
+from hf_tuner.tasks.preference import pair_length_grouped
+
+tokenizer_dir, out, strategy, lengths = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+# pair i: chosen = token 5+i repeated, rejected = token 100+i repeated; a batch's rows name their pairs
+rows = {"chosen_ids": [[5 + i] * c for i, (c, _) in enumerate(lengths)],
+        "rejected_ids": [[100 + i] * r for i, (_, r) in enumerate(lengths)]}
+torch.manual_seed(0)
+model = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=32, num_labels=1,
+                                                 pad_token_id=tokenizer.pad_token_id))
+args = RewardConfig(output_dir=out + ".trainer", per_device_train_batch_size=4, train_sampling_strategy=strategy,
+                    report_to="none", bf16=False, max_length=None, use_cpu=True, seed=3)
+trainer = pair_length_grouped(RewardTrainer)(model=model, args=args, train_dataset=Dataset.from_dict(rows),
+                                             processing_class=tokenizer)
+batches = []
+for batch in trainer.get_train_dataloader():
+    ids, half = batch["input_ids"], batch["input_ids"].shape[0] // 2
+    batches.append({"chosen": [int(r[0]) - 5 for r in ids[:half]], "rejected": [int(r[0]) - 100 for r in ids[half:]],
+                    "width": int(ids.shape[1])})
+with open(f"{out}.{trainer.args.process_index}.json", "w") as f:
+    json.dump({"batches": batches, "processes": trainer.args.world_size,
+               "sampler": type(trainer._get_train_sampler()).__name__}, f)
+"""
+
+
+def sampled_pairs(tmp_path: Path, tokenizer_dir: Path, strategy: str, processes: int,
+                  lengths: list[list[int]]) -> list[dict]:
+    """The batches each process draws in one epoch of TRL's RewardTrainer with hf-tuner's pair sampler
+    (launched as `hf-tuner train -n N` launches), one JSON per process."""
+    import os
+    import subprocess
+    import sys
+
+    from hf_tuner.launch import resolve_launch
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(PAIR_SAMPLER_WORKER)
+    out = tmp_path / f"{strategy}-{processes}"
+    argv = [str(worker), str(tokenizer_dir), str(out), strategy, json.dumps(lengths)]
+    if processes == 1:
+        cmd = [sys.executable, *argv]
+    else:
+        launcher = resolve_launch(None, num_processes=processes).command([])
+        cmd = [*launcher[:launcher.index("-m", 3)], *argv]  # `accelerate launch ...` up to `-m hf_tuner`
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(Path(f"{out}.{rank}.json").read_text()) for rank in range(processes)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 2])
+def test_grouped_pairs_come_once_per_epoch_chosen_with_rejected(bert_base, tmp_path, processes):
+    rng = random.Random(0)
+    lengths = [[rng.randint(2, 40), rng.randint(2, 40)] for _ in range(192)]  # 192 pairs: 24 steps of 2 x 4
+    longer = [max(c, r) for c, r in lengths]
+    grouped = sampled_pairs(tmp_path, bert_base, "group_by_length", processes, lengths)
+    assert {g["sampler"] for g in grouped} == {"LengthGroupedSampler"} and grouped[0]["processes"] == processes
+    seen = []
+    for g in grouped:
+        assert len(g["batches"]) == 192 // (4 * processes)
+        for batch in g["batches"]:
+            assert batch["chosen"] == batch["rejected"]  # each pair's two sides in the same batch, same place
+            assert batch["width"] == max(longer[i] for i in batch["chosen"])
+            seen += batch["chosen"]
+    assert sorted(seen) == list(range(192))  # every pair exactly once in the epoch, over all processes
+
+    # padding: the grouped batches against the expectation of random batches of 4 (independent of the sampler)
+    padded = sum(b["width"] * len(b["chosen"]) for g in grouped for b in g["batches"])
+    perm, expected = list(range(192)), 0.0
+    for _ in range(200):
+        rng.shuffle(perm)
+        expected += sum(max(longer[i] for i in perm[k:k + 4]) * 4 for k in range(0, 192, 4)) / 200
+    assert sum(longer) <= padded < 0.85 * expected, (padded, expected, sum(longer))
+    random_order = sampled_pairs(tmp_path, bert_base, "random", processes, lengths)
+    assert {r["sampler"] for r in random_order} != {"LengthGroupedSampler"}

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from .base import CardInfo, Job, Loaded, Objective, Task, fit_tokenizer, rounded
 from .causal_lm import complete_prompts
 from .families import CausalLMFamily
-from .preference import PreferencePairs
+from .preference import PreferencePairs, pair_length_grouped
 
 # TRL's eval metric names -> the names hf-tuner reports
 METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
@@ -47,7 +47,7 @@ class DPOObjective(Objective):
 
         if reference is None and not is_peft(model):
             reference = copy.deepcopy(model).eval()
-        return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=features.train,
+        return pair_length_grouped(DPOTrainer)(model=model, ref_model=reference, args=args, train_dataset=features.train,
                           eval_dataset=features.validation, processing_class=processing)
 
     def evaluator(self, job: Job, args: Any, model: Any, processing: Any, features: Splits,

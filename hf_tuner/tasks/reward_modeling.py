@@ -17,7 +17,7 @@ from ..data import Splits
 from .base import Bare, CardInfo, Job, Loaded, Objective, Task, model_of
 from .families import TextHeadFamily
 from .loops import score
-from .preference import PreferencePairs
+from .preference import PreferencePairs, pair_length_grouped
 
 
 class RewardObjective(Objective):
@@ -37,7 +37,7 @@ class RewardObjective(Objective):
     def build_trainer(self, job: Job, args: Any, model: Any, processing: Any, features: Splits) -> Any:
         from trl import RewardTrainer
 
-        return RewardTrainer(model=model, args=args, train_dataset=features.train, eval_dataset=features.validation,
+        return pair_length_grouped(RewardTrainer)(model=model, args=args, train_dataset=features.train, eval_dataset=features.validation,
                              processing_class=processing)
 
     def evaluator(self, job: Job, args: Any, model: Any, processing: Any, features: Splits,
