@@ -56,8 +56,11 @@ def classifier(data):
 def trial_states(db: Path) -> list[tuple[int, str]]:
     if not db.is_file():
         return []
-    with sqlite3.connect(db) as con:
-        return con.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
+    except sqlite3.OperationalError:  # optuna is creating its tables (or holds a write lock) right now
+        return []
 
 
 @pytest.mark.parametrize("space, needles", [
