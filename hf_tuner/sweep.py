@@ -338,6 +338,8 @@ def sweep(recipe: str, overrides: list[str], space_items: list[str], trials: int
           on_status: Callable[[str], None] = print) -> SweepResult:
     """Run (or continue) the search until `trials` trials finished (completed or pruned)."""
     require_optuna()
+    from optuna.trial import TrialState
+
     if trials < 1:
         raise ConfigError("--trials must be at least 1")
     if startup_trials < 0:
@@ -374,13 +376,9 @@ def sweep(recipe: str, overrides: list[str], space_items: list[str], trials: int
                 study.tell(trial, value)
                 on_status(f"trial {trial.number}: {metric} {value:.4g}")
             elif state == "pruned":
-                from optuna.trial import TrialState
-
                 study.tell(trial, state=TrialState.PRUNED)
                 on_status(f"trial {trial.number}: {why}")
             else:
-                from optuna.trial import TrialState
-
                 study.tell(trial, state=TrialState.FAIL)
                 raise HfTunerError(f"trial {trial.number} failed: {why} (see {rundir.staging_dir(trial_dir(folder, trial.number))}); "
                                    "fix it and run the same command again to continue the sweep", 1)
@@ -400,8 +398,8 @@ def _run_trial(recipe: str, overrides: list[str], folder: Path, trial: Any, laun
     argv = ["train", recipe, *overrides, "-o", str(out), "--trial", f"{folder}#{trial.number}", *launch_flags]
     try:
         if launch is not None and launch.needed:
-            code = launch_run(launch, argv)  # its processes report to the study themselves
-            return f"exit code {code}" if code else None
+            launch_run(launch, argv)  # its processes report to the study and print any error; the folder says how it ended
+            return None
         train(load_config(recipe, overrides), Path(resolve_recipe(recipe)).stem, str(out), argv=argv,
               on_status=lambda m: None, callbacks=[pruning_callback(trial)])
     except TrialPruned:
