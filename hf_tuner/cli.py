@@ -225,6 +225,7 @@ def train(
     machine_rank: int = MACHINE_RANK,
     main_process_ip: Optional[str] = MAIN_IP,
     main_process_port: Optional[int] = MAIN_PORT,
+    trial: Optional[str] = typer.Option(None, "--trial", hidden=True, help="Set by `hf-tuner sweep`: SWEEP#NUMBER, the trial this run is."),
 ) -> None:
     """Fine-tune as a recipe says and write a run folder (several processes or machines: through accelerate launch)."""
     from pathlib import Path
@@ -236,7 +237,7 @@ def train(
     cfg = load_config(recipe, overrides or [])  # fail on a bad recipe before starting any process
     name = Path(resolve_recipe(recipe)).stem
     argv = ["train", recipe, *(overrides or []), *(["-o", output_dir] if output_dir else []), *(["--overwrite"] if overwrite else []),
-            *(["--resume"] if resume else []),
+            *(["--resume"] if resume else []), *(["--trial", trial] if trial else []),
             *_launch_flags(profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)]
     setup = _launch_setup(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
     if setup.needed and not under_launcher():
@@ -244,13 +245,54 @@ def train(
         if code:
             raise typer.Exit(code)
         return
-    summary = run_train(cfg, name, output_dir, overwrite, argv=argv, on_status=lambda m: typer.echo(m, err=True), resume=resume)
+    callbacks = []
+    if trial:  # a sweep's trial, launched: its processes report to the study and stop when pruned
+        from .sweep import pruning_callback, trial_from_ref
+
+        callbacks.append(pruning_callback(trial_from_ref(trial)))
+    summary = run_train(cfg, name, output_dir, overwrite, argv=argv, on_status=lambda m: typer.echo(m, err=True), resume=resume,
+                        callbacks=callbacks)
     if os.environ.get("RANK", "0") == "0":  # under a launcher, only the main process reports
         _print_summary(summary)
     if cfg.hub.push and os.environ.get("RANK", "0") == "0":
         from .hub import push_after_training
 
         typer.echo(f"  pushed to        {push_after_training(summary.output_dir, cfg, on_status=lambda m: typer.echo(m, err=True))}")
+
+
+@app.command()
+@handle_errors
+def sweep(
+    recipe: str = typer.Argument(..., help="Bundled recipe name or path to a YAML recipe."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + " (the same in every trial)"),
+    trials: int = typer.Option(..., "--trials", "-t", help="Trials to finish (completed or pruned), counting those of an earlier, stopped run of the same sweep."),
+    space: List[str] = typer.Option(..., "--space", help="KEY=DIST, repeatable: DIST is loguniform(1e-5,1e-3), uniform(0,0.3), int(1,4) or choice(8,16,32)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Sweep folder: the study, one run folder per trial, results (default: runs/RECIPE-sweep)."),
+    startup_trials: int = typer.Option(2, "--startup-trials", help="Trials that complete before the median pruner may stop one."),
+    profile: Optional[str] = PROFILE,
+    num_processes: Optional[int] = NUM_PROCESSES,
+) -> None:
+    """Search hyperparameters with Optuna: each trial is a run folder SWEEP/trial-NNN, pruned on the task's main
+    metric; the same command continues a stopped sweep; writes results.csv, best.yaml and plots."""
+    from .recipes import load_config
+    from .sweep import require_optuna, sweep as run_sweep
+
+    require_optuna()
+    cfg = load_config(recipe, overrides or [])
+    setup = _launch_setup(cfg, profile, num_processes, 1, 0, None, None)
+    result = run_sweep(recipe, overrides or [], space, trials, output, setup, _launch_flags(profile, num_processes, 1, 0, None, None),
+                       startup_trials, on_status=lambda m: typer.echo(m, err=True))
+    from .runs import format_value, text_table
+
+    typer.echo(f"sweep {result.folder}: {result.metric} ({result.direction})")
+    typer.echo("\n".join(text_table(result.header, [[format_value(v) for v in row] for row in result.rows])))
+    if result.best:
+        params = " ".join(f"{k}={v}" for k, v in result.best["params"].items())
+        typer.echo(f"best: trial {result.best['trial']}, {result.metric} {format_value(result.best['value'])} ({params})")
+        typer.echo(f"  train it again   hf-tuner train {result.folder / 'best.yaml'} -o {result.folder}-best")
+    typer.echo(f"wrote {', '.join(str(result.folder / w) for w in result.written)}")
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
 
 
 @app.command("plan")

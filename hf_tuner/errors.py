@@ -34,6 +34,13 @@ class HubError(HfTunerError):
     exit_code = 1
 
 
+class TrialPruned(HfTunerError):
+    """A sweep's pruner stopped this trial early (its main metric lagged the earlier trials'): the
+    run folder ends with status `pruned`, not `failed`."""
+
+    run_status = "pruned"
+
+
 class Interruption(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped a command at once: exit code 128 + the signal number (130, 143).
     A KeyboardInterrupt, so that no `except Exception` on the way swallows it."""

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from . import rundir
 from .config import RunConfig, save_config
-from .errors import ConfigError, HfTunerError, Interruption
+from .errors import ConfigError, HfTunerError, Interruption, TrialPruned
 from .secrets import command_line
 
 
@@ -119,8 +119,12 @@ def training_arguments(cfg: RunConfig, job: Any, out: Path) -> Any:
 
 
 def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, overwrite: bool = False,
-          argv: Optional[list[str]] = None, on_status=print, resume: bool = False) -> rundir.RunSummary:
+          argv: Optional[list[str]] = None, on_status=print, resume: bool = False,
+          callbacks: Sequence[Callable[[Any, Any, Any], Any]] = ()) -> rundir.RunSummary:
     """Train as the recipe says; return the run's summary (also written to summary.json).
+    `callbacks`: builders called with (job, trainer, features) once the trainer exists, each giving a
+    TrainerCallback to add (a sweep's pruning callback); one that raises `TrialPruned` ends the run
+    with status `pruned`.
 
     Under `accelerate launch` every process runs this; only the main process writes files (and holds
     the output folder's lock). A run that fails before training starts leaves no staging folder; one
@@ -153,13 +157,15 @@ def train(cfg: RunConfig, recipe_name: str, output_dir: Optional[str] = None, ov
         if main:
             save_config(cfg, staging / rundir.CONFIG)
         try:
-            _train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write, interrupts, checkpoint)
+            _train_into(cfg, staging, summary, on_status if main else (lambda m: None), main, write, interrupts, checkpoint,
+                        callbacks)
         except BaseException as exc:
             if summary.status == "running" and checkpoint is None and main:  # nothing trained yet: nothing to keep
                 rundir.discard(staging)
                 raise
             interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt))
-            summary.set(status="interrupted" if interrupted else "failed", finished_at=_now(),
+            status = "pruned" if isinstance(exc, TrialPruned) else "interrupted" if interrupted else "failed"
+            summary.set(status=status, finished_at=_now(),
                         error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             write()
             raise
@@ -289,7 +295,8 @@ def process_state(cfg: RunConfig) -> Any:
 
 
 def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_status, main: bool, write,
-                interrupts: "Interrupts", checkpoint: Optional[Path] = None) -> None:
+                interrupts: "Interrupts", checkpoint: Optional[Path] = None,
+                callbacks: Sequence[Callable[[Any, Any, Any], Any]] = ()) -> None:
     from .card import write_model_card
     from .plots import plot_loss
 
@@ -303,6 +310,8 @@ def _train_into(cfg: RunConfig, staging: Path, summary: rundir.RunSummary, on_st
     args = training_arguments(cfg, job, staging)
     trainer = job.objective.build_trainer(job, args, p.model, p.processing, features)
     trainer.add_callback(interrupts.callback())
+    for build in callbacks:
+        trainer.add_callback(build(job, trainer, features))
     _events_into(trainer, staging)
     summary.set(
         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",

@@ -75,7 +75,7 @@ class RunSummary(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    status: str = "running"  # running, training, completed, failed, interrupted
+    status: str = "running"  # running, training, completed, failed, interrupted, pruned (a sweep stopped it)
     recipe: Optional[str] = None
     command: str = ""
     started_at: Optional[str] = None

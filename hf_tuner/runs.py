@@ -26,7 +26,7 @@ class RunInfo:
     path: str
     task: Optional[str]
     method: Optional[str]
-    status: str  # completed / failed / interrupted / running
+    status: str  # completed / failed / interrupted / pruned / running
     note: str  # why, where the status needed working out (a killed run, a lock on another host)
     staging: bool  # an unfinished run's `<output_dir>.incomplete` folder
     metric: Optional[str]  # the task's main metric
@@ -51,7 +51,7 @@ def run_status(path: Path, summary: rundir.RunSummary) -> tuple[str, str]:
     """The status of a run folder and a note on how it was worked out. A summary that says the run
     is running or training counts only while a live process holds the run's lock: a killed run
     cannot update its summary, and shows as interrupted."""
-    if summary.status in ("completed", "failed", "interrupted"):
+    if summary.status in ("completed", "failed", "interrupted", "pruned"):  # pruned: a sweep's pruner stopped it
         return summary.status, ""
     out = path.with_name(path.name.removesuffix(rundir.STAGING_SUFFIX))
     state, owner = rundir.lock_owner(out)
@@ -176,12 +176,13 @@ def render_list(runs: list[RunInfo]) -> str:
             f"({format_seconds(r.wall_s)} wall)" if r.wall_s is not None else NOT_MEASURED)
         started = r.started_at.replace("T", " ")[:16] if r.started_at else NOT_MEASURED
         rows.append([r.name, r.task or "?", r.method or "?", r.status, r.metric or NOT_MEASURED, change, time, started])
-    lines = _table(header, rows)
+    lines = text_table(header, rows)
     notes = [f"  {r.name}: {r.note}" for r in runs if r.note] + [f"  {r.name}: {r.error}" for r in runs if r.error]
     return "\n".join(lines + (["", "notes:"] + notes if notes else []))
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns under a header, one string per line (`runs`, `runs compare`, `sweep`)."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *rows]]
 
@@ -294,7 +295,7 @@ def render_comparison(c: Comparison) -> str:
             lines += ["  (none)", ""]
             continue
         table = [[key, *[_cell(v) for v in values]] for key, values in rows.items()]
-        lines += ["  " + line for line in _table(["", *names], table)] + [""]
+        lines += ["  " + line for line in text_table(["", *names], table)] + [""]
     return "\n".join(lines).rstrip()
 
 

@@ -48,8 +48,8 @@ def left_out(command: str) -> str | None:
     verb = args[0]
     if verb == "push":
         return "pushes to the Hub"
-    if verb == "train":
-        return "trains (every recipe has its own tests)"
+    if verb in ("train", "sweep"):
+        return "trains (every recipe has its own tests; sweep: tests/test_sweep.py)"
     if "--harness" in args:
         return "lm-eval's tasks download their data from the Hub"
     if "--benchmark" in args and "--data" not in args:

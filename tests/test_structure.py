@@ -80,7 +80,7 @@ LAYERS = [
     ["hf_tuner", "errors", "secrets", "arguments", "packaged", "config", "metrics", "plots"],  # foundations
     ["data", "modeling", "rundir", "benchmarks"],  # data, models, the run folder
     ["tasks"],  # the registry, the parts and the task modules (hf_tuner.tasks.*)
-    ["recipes", "run", "preflight", "evaluation", "card", "hub", "harness", "predict", "launch", "runs"],  # the pipeline
+    ["recipes", "run", "preflight", "evaluation", "card", "hub", "harness", "predict", "launch", "runs", "sweep"],  # the pipeline
     ["cli", "__main__"],  # the command line
 ]
 
