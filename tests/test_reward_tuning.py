@@ -329,6 +329,7 @@ def test_grpo_raises_a_function_reward(cli, files, tmp_path):
     assert threshold >= 3 * standard_error_before(out)  # 64 prompts: the rise is not noise
     assert after["mean_reward"] > before["mean_reward"] + threshold, (before, after)
     assert 0 < after["mean_length"] <= 8 and 0 <= after["distinct_2"] <= 1
+    assert 0 <= after["new_word_share"] <= 1 and "new_word_share" not in before  # after vs before samples
     check_samples(out, prompts=64)
     history = json.loads((out / "log_history.json").read_text())
     assert any("reward" in h for h in history)  # what reward.png plots
@@ -686,3 +687,42 @@ def test_grouped_pairs_come_once_per_epoch_chosen_with_rejected(bert_base, tmp_p
     assert sum(longer) <= padded < 0.85 * expected, (padded, expected, sum(longer))
     random_order = sampled_pairs(tmp_path, bert_base, "random", processes, lengths)
     assert {r["sampler"] for r in random_order} != {"LengthGroupedSampler"}
+
+
+# ------------------------------------------------------------------------------ gaming the reward
+
+
+def test_shared_tags_penalise_one_tag_in_every_completion():
+    from hf_tuner.tasks.rewards import import_function, shared_tags
+
+    assert import_function("shared_tags", 0) is shared_tags  # bundled: usable by name from any recipe
+    gamed = ["so fun #Coachella2015", "great day #coachella2015!", "#Coachella2015 love it", "wow #coachella2015"]
+    assert shared_tags(completions=gamed) == pytest.approx([-1.0] * 4)  # each shares its tag with all 3 others
+    varied = ["so fun #beach", "great day @united", "love it", "wow #beach #sun"]
+    # by hand: #beach is in 1 of the 3 others for completions 0 and 3; @united and no tag: 0
+    assert shared_tags(completions=varied) == pytest.approx([-1 / 3, 0.0, 0.0, -1 / 3])
+
+
+def test_repeated_words_and_a_bundled_name_typo(cli, files):
+    from hf_tuner.tasks.rewards import repeated_words
+
+    assert repeated_words(completions=["great great great day", "a fine day", ""]) == pytest.approx([-0.5, 0.0, 0.0])
+    result = cli("validate", files.grpo, "reward=[{function: shared_tag}]")
+    assert_clean_error(result, 2, "reward[0].function 'shared_tag'", "did you mean 'shared_tags'")
+    result = cli("validate", files.grpo, "reward=[{function: '" + str(files.reward_fns) + ":letter_a'}, "
+                 "{function: shared_tags, weight: 0.5}]")
+    assert result.exit_code == 0, result.output
+
+
+def test_new_word_share_flags_one_new_word_in_most_completions():
+    from hf_tuner.tasks.policy import distinct_2, new_word_share
+
+    before = [f"tweet number {i} about the flight" for i in range(10)] + ["off to #coachella2015"]  # 1 of 11: rare
+    after = [f"{w} #Coachella2015" for w in "sun fun music friends love wow yes best dance party".split()]
+    after += ["the flight was fine"]
+    word, share = new_word_share(before, after)
+    assert word == "#coachella2015" and share == pytest.approx(10 / 11)
+    assert distinct_2(after) > 0.6  # the bigram measure barely sees it
+    # unchanged samples: no word rarer than 10% before is in more than 10% after
+    assert new_word_share(before, before)[1] < 0.1
+    assert new_word_share(before, ["the flight about"] * 11) == (None, 0.0)  # common words are never "new"

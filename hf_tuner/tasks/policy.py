@@ -42,6 +42,28 @@ class PromptData(DataConfig):
     max_eval_samples: Optional[int] = Field(64, ge=1)  # held-out prompts completed before and after training
 
 
+def new_word_share(before: list[str], after: list[str], rare: float = 0.1) -> tuple[Optional[str], float]:
+    """The word (hashtags and mentions included) that the most `after` completions contain among the
+    words fewer than `rare` of the `before` completions contained, and the share of `after` completions
+    containing it: a policy gaming its reward with one new token (`#coachella2015` in 61 of 62
+    completions, after 7 of 62 before) shows it here, while distinct-2 over all completions hardly moves."""
+    from .rewards import words_of
+
+    def shares(texts: list[str]) -> dict[str, float]:
+        counts: dict[str, int] = {}
+        for text in texts:
+            for word in set(words_of(text)):
+                counts[word] = counts.get(word, 0) + 1
+        return {w: n / max(len(texts), 1) for w, n in counts.items()}
+
+    was, now = shares(before), shares(after)
+    new = [(share, word) for word, share in now.items() if was.get(word, 0.0) < rare]
+    if not new:
+        return None, 0.0
+    share, word = max(new)
+    return word, share
+
+
 def distinct_2(texts: list[str]) -> float:
     """Distinct word bigrams / all word bigrams over the texts (1.0: no bigram repeats)."""
     bigrams = [tuple(words[i:i + 2]) for words in (t.split() for t in texts) for i in range(len(words) - 1)]
@@ -222,6 +244,10 @@ class PolicyOptimization(Objective):
             metrics[f"reward/{name}"] = sum(known) / len(known) if known else None
         metrics["mean_length"] = sum(lengths) / len(lengths)
         metrics["distinct_2"] = distinct_2(completions)
+        before = job.state["samples"].get("before")
+        if phase != "before" and before is not None and len(before) == len(completions):
+            # the same held-out prompts before training: one new word in most completions is a gamed reward
+            metrics["new_word_share"] = new_word_share([s["completion"] for s in before], completions)[1]
         return rounded(metrics)
 
     def write_artifacts(self, job: Job, run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:

@@ -7,7 +7,8 @@ A recipe's `reward:` list names each reward as one of
   the reward is the probability of that label;
 - `function: module:name` or `path/to/file.py:name` — a Python function called as TRL calls reward
   functions: `f(prompts=..., completions=..., completion_ids=..., **every other data column)`
-  returning one float (or None) per completion;
+  returning one float (or None) per completion; or the name of a bundled one (`BUNDLED`:
+  `shared_tags`, `repeated_words`), penalties that keep a policy from gaming its main reward;
 each with a `weight`. Models are wrapped as functions that tokenise the text the way the model was
 trained (its own tokenizer and special tokens), not the way TRL scores a reward *model* (logit 0 of
 the policy text re-tokenised without special tokens), so a classifier whose tokenizer differs from
@@ -163,11 +164,58 @@ def check_rewards(values: Any, expected: int, name: str) -> list[Optional[float]
     return out
 
 
+# ------------------------------------------------------------------------------------- bundled functions
+
+
+def completion_text(completion: Any) -> str:
+    """A completion's text: plain, or the content of conversational messages."""
+    if isinstance(completion, list):
+        return " ".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-cased words, punctuation stripped at their ends (a hashtag's # and a mention's @ kept)."""
+    out = []
+    for raw in text.lower().split():
+        word = raw.strip(".,!?;:\"'()[]{}*…")
+        if word:
+            out.append(word)
+    return out
+
+
+def shared_tags(completions: list[Any], **_: Any) -> list[float]:
+    """Minus the largest share of the step's other completions that contain one of this completion's
+    hashtags or @mentions (0 for a completion with none). A policy that finds one tag its reward model
+    likes (a classifier that scores `#Coachella2015` positive) and puts it in every completion is
+    penalised by about -1 per completion; varied tags, as tweets have them, cost little."""
+    tags = [{w for w in words_of(completion_text(c)) if len(w) > 1 and w[0] in "#@"} for c in completions]
+    others = max(len(completions) - 1, 1)
+    return [-max((sum(tag in other for j, other in enumerate(tags) if j != i) / others for tag in mine), default=0.0)
+            for i, mine in enumerate(tags)]
+
+
+def repeated_words(completions: list[Any], **_: Any) -> list[float]:
+    """Minus the share of a completion's words that repeat an earlier word of the same completion
+    (0 for no repeats): a penalty on the "great great great" way of gaming a reward."""
+    out = []
+    for c in completions:
+        words = words_of(completion_text(c))
+        out.append(-(len(words) - len(set(words))) / len(words) if words else 0.0)
+    return out
+
+
+BUNDLED: dict[str, Callable[..., Any]] = {"shared_tags": shared_tags, "repeated_words": repeated_words}
+
+
 def import_function(target: str, index: int) -> Callable[..., Any]:
-    """`package.module:name` or `path/to/file.py:name` -> the function."""
+    """A bundled function's name, `package.module:name` or `path/to/file.py:name` -> the function."""
+    if target in BUNDLED:
+        return BUNDLED[target]
     module_part, sep, name = target.rpartition(":")
     if not sep or not module_part or not name:
-        raise ConfigError(f"reward[{index}].function '{target}' is not module:name or path/to/file.py:name")
+        raise ConfigError(f"reward[{index}].function '{target}' is not module:name, path/to/file.py:name or a bundled "
+                          f"function ({', '.join(BUNDLED)}){did_you_mean(target, list(BUNDLED))}")
     try:
         if module_part.endswith(".py"):
             path = Path(module_part).expanduser()
