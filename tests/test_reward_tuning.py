@@ -329,7 +329,7 @@ def test_grpo_raises_a_function_reward(cli, files, tmp_path):
     assert threshold >= 3 * standard_error_before(out)  # 64 prompts: the rise is not noise
     assert after["mean_reward"] > before["mean_reward"] + threshold, (before, after)
     assert 0 < after["mean_length"] <= 8 and 0 <= after["distinct_2"] <= 1
-    assert 0 <= after["new_word_share"] <= 1 and "new_word_share" not in before  # after vs before samples
+    assert 0 <= after["rising_word_share"] <= 1 and "rising_word_share" not in before  # after vs before samples
     check_samples(out, prompts=64)
     history = json.loads((out / "log_history.json").read_text())
     assert any("reward" in h for h in history)  # what reward.png plots
@@ -696,7 +696,8 @@ def test_shared_tags_penalise_one_tag_in_every_completion():
     from hf_tuner.tasks.rewards import import_function, shared_tags
 
     assert import_function("shared_tags", 0) is shared_tags  # bundled: usable by name from any recipe
-    gamed = ["so fun #Coachella2015", "great day #coachella2015!", "#Coachella2015 love it", "wow #coachella2015"]
+    # the tag, and the tag with characters glued on or as a mention (compared on its first 7 characters)
+    gamed = ["so fun #Coachella2015", "great day #coachella2015laritin!", "@Coachella2015 love it", "wow #coachellait"]
     assert shared_tags(completions=gamed) == pytest.approx([-1.0] * 4)  # each shares its tag with all 3 others
     varied = ["so fun #beach", "great day @united", "love it", "wow #beach #sun"]
     # by hand: #beach is in 1 of the 3 others for completions 0 and 3; @united and no tag: 0
@@ -714,15 +715,13 @@ def test_repeated_words_and_a_bundled_name_typo(cli, files):
     assert result.exit_code == 0, result.output
 
 
-def test_new_word_share_flags_one_new_word_in_most_completions():
-    from hf_tuner.tasks.policy import distinct_2, new_word_share
+def test_rising_word_flags_one_word_spreading_to_most_completions():
+    from hf_tuner.tasks.policy import distinct_2, rising_word
 
-    before = [f"tweet number {i} about the flight" for i in range(10)] + ["off to #coachella2015"]  # 1 of 11: rare
-    after = [f"{w} #Coachella2015" for w in "sun fun music friends love wow yes best dance party".split()]
-    after += ["the flight was fine"]
-    word, share = new_word_share(before, after)
-    assert word == "#coachella2015" and share == pytest.approx(10 / 11)
+    before = [f"tweet number {i} about the flight" for i in range(10)] + ["off to #coachella2015"]
+    after = [f"{w} #Coachella2015" for w in "sun fun music friends love wow yes best dance".split()]
+    after += ["party @coachella2015xyz", "the flight was fine"]  # junk glued on, as a mention: the same tag
+    word, share = rising_word(before, after)
+    assert word == "#coachel" and share == pytest.approx(10 / 11)  # 1 of 11 before
     assert distinct_2(after) > 0.6  # the bigram measure barely sees it
-    # unchanged samples: no word rarer than 10% before is in more than 10% after
-    assert new_word_share(before, before)[1] < 0.1
-    assert new_word_share(before, ["the flight about"] * 11) == (None, 0.0)  # common words are never "new"
+    assert rising_word(before, before) == (None, 0.0)  # unchanged samples: no word rose

@@ -42,26 +42,25 @@ class PromptData(DataConfig):
     max_eval_samples: Optional[int] = Field(64, ge=1)  # held-out prompts completed before and after training
 
 
-def new_word_share(before: list[str], after: list[str], rare: float = 0.1) -> tuple[Optional[str], float]:
-    """The word (hashtags and mentions included) that the most `after` completions contain among the
-    words fewer than `rare` of the `before` completions contained, and the share of `after` completions
-    containing it: a policy gaming its reward with one new token (`#coachella2015` in 61 of 62
-    completions, after 7 of 62 before) shows it here, while distinct-2 over all completions hardly moves."""
-    from .rewards import words_of
+def rising_word(before: list[str], after: list[str]) -> tuple[Optional[str], float]:
+    """The word whose share of completions rose most from the `before` samples to the `after` ones (the
+    same prompts), and the share of `after` completions containing it; (None, 0.0) when no word's share
+    rose. A policy gaming its reward with one token (`#Coachella2015` in 56 of 62 completions after
+    training, 7 of 62 before) shows it here, while distinct-2 over all completions hardly moves.
+    Hashtags and mentions count by their stem (`rewards.tag_stem`: `#Coachella2015xyz` is `#coachel`),
+    as the `shared_tags` penalty compares them."""
+    from .rewards import tag_stem, words_of
 
     def shares(texts: list[str]) -> dict[str, float]:
         counts: dict[str, int] = {}
         for text in texts:
-            for word in set(words_of(text)):
+            for word in {tag_stem(w) for w in words_of(text)}:
                 counts[word] = counts.get(word, 0) + 1
         return {w: n / max(len(texts), 1) for w, n in counts.items()}
 
     was, now = shares(before), shares(after)
-    new = [(share, word) for word, share in now.items() if was.get(word, 0.0) < rare]
-    if not new:
-        return None, 0.0
-    share, word = max(new)
-    return word, share
+    rise, word = max(((share - was.get(w, 0.0), w) for w, share in now.items()), default=(0.0, None))
+    return (word, now[word]) if word is not None and rise > 0 else (None, 0.0)
 
 
 def distinct_2(texts: list[str]) -> float:
@@ -246,8 +245,8 @@ class PolicyOptimization(Objective):
         metrics["distinct_2"] = distinct_2(completions)
         before = job.state["samples"].get("before")
         if phase != "before" and before is not None and len(before) == len(completions):
-            # the same held-out prompts before training: one new word in most completions is a gamed reward
-            metrics["new_word_share"] = new_word_share([s["completion"] for s in before], completions)[1]
+            # the same held-out prompts before training: one word spreading to most completions is a gamed reward
+            metrics["rising_word_share"] = rising_word([s["completion"] for s in before], completions)[1]
         return rounded(metrics)
 
     def write_artifacts(self, job: Job, run_dir: Path, log_history: list[dict[str, Any]]) -> list[str]:

@@ -184,12 +184,22 @@ def words_of(text: str) -> list[str]:
     return out
 
 
+TAG_STEM = 7  # characters of a tag compared (after its # or @): `#Coachella2015xyz` and `@coachellait` match
+
+
+def tag_stem(word: str) -> str:
+    """`#` + the first TAG_STEM characters of a hashtag or @mention (one form for both); other words as they are."""
+    return "#" + word[1:1 + TAG_STEM] if len(word) > 1 and word[0] in "#@" else word
+
+
 def shared_tags(completions: list[Any], **_: Any) -> list[float]:
     """Minus the largest share of the step's other completions that contain one of this completion's
     hashtags or @mentions (0 for a completion with none). A policy that finds one tag its reward model
     likes (a classifier that scores `#Coachella2015` positive) and puts it in every completion is
-    penalised by about -1 per completion; varied tags, as tweets have them, cost little."""
-    tags = [{w for w in words_of(completion_text(c)) if len(w) > 1 and w[0] in "#@"} for c in completions]
+    penalised by about -1 per completion; varied tags, as tweets have them, cost little. Tags are
+    compared on their first TAG_STEM characters without the # or @, so gluing characters onto the tag
+    (`#Coachella2015laritin`), which a policy learns next, does not escape the penalty."""
+    tags = [{tag_stem(w) for w in words_of(completion_text(c)) if len(w) > 1 and w[0] in "#@"} for c in completions]
     others = max(len(completions) - 1, 1)
     return [-max((sum(tag in other for j, other in enumerate(tags) if j != i) / others for tag in mine), default=0.0)
             for i, mine in enumerate(tags)]
