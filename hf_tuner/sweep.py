@@ -470,16 +470,19 @@ def _plots(study: Any, folder: Path, notes: list[str]) -> list[str]:
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
     written = []
+
+    def save(ax: Any, name: str) -> None:
+        ax.figure.set_size_inches(7, 4.5)
+        ax.figure.tight_layout()
+        ax.figure.savefig(folder / name, dpi=100)
+        plt.close(ax.figure)
+        written.append(name)
+
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's matplotlib plots are "experimental"
         if complete:
-            ax = plot_optimization_history(study)
-            ax.figure.set_size_inches(7, 4.5)
-            ax.figure.tight_layout()
-            ax.figure.savefig(folder / HISTORY_PLOT, dpi=100)
-            plt.close(ax.figure)
-            written.append(HISTORY_PLOT)
+            save(plot_optimization_history(study), HISTORY_PLOT)
         varied = [k for k in {k for t in complete for k in t.params}
                   if len({repr(t.params.get(k)) for t in complete}) > 1]
         if len(complete) < 2:
@@ -488,12 +491,7 @@ def _plots(study: Any, folder: Path, notes: list[str]) -> list[str]:
             notes.append(f"no {IMPORTANCE_PLOT}: no searched value varied among the completed trials")
         else:
             try:
-                ax = plot_param_importances(study)
-                ax.figure.set_size_inches(7, 4.5)
-                ax.figure.tight_layout()
-                ax.figure.savefig(folder / IMPORTANCE_PLOT, dpi=100)
-                plt.close(ax.figure)
-                written.append(IMPORTANCE_PLOT)
+                save(plot_param_importances(study), IMPORTANCE_PLOT)
             except (ValueError, RuntimeError) as exc:
                 notes.append(f"no {IMPORTANCE_PLOT}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return written
