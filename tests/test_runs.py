@@ -24,7 +24,7 @@ BIN = str(Path(sys.executable).parent / "hf-tuner")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """runs/: `classifier` (completed), `lm` (completed, causal-lm), `broken.incomplete` (failed at
-    step 3), `stopped.incomplete` (SIGTERM after checkpoint-2)."""
+    step 3), `stopped.incomplete` (SIGTERM once a checkpoint is complete)."""
     import torch
     from typer.testing import CliRunner
 
@@ -88,9 +88,10 @@ def runs(tmp_path_factory):
     proc = subprocess.Popen([BIN, "train", str(root / "classifier.yaml"), "-o", str(folder / "stopped"),
                              "method.name=lora", "training.num_train_epochs=20"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    marker = folder / "stopped.incomplete" / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    # any complete checkpoint: with save_total_limit 1, checkpoint-2 lives only until checkpoint-4 replaces it
+    checkpoints = folder / "stopped.incomplete" / "checkpoints"
     deadline = time.time() + 180
-    while not marker.is_file() and proc.poll() is None and time.time() < deadline:
+    while not any(checkpoints.glob("checkpoint-*/trainer_state.json")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.send_signal(signal.SIGTERM)
