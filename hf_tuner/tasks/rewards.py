@@ -167,13 +167,6 @@ def check_rewards(values: Any, expected: int, name: str) -> list[Optional[float]
 # ------------------------------------------------------------------------------------- bundled functions
 
 
-def completion_text(completion: Any) -> str:
-    """A completion's text: plain, or the content of conversational messages."""
-    if isinstance(completion, list):
-        return " ".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
-    return str(completion)
-
-
 def words_of(text: str) -> list[str]:
     """Lower-cased words, punctuation stripped at their ends (a hashtag's # and a mention's @ kept)."""
     out = []
@@ -187,9 +180,14 @@ def words_of(text: str) -> list[str]:
 TAG_STEM = 7  # characters of a tag compared (after its # or @): `#Coachella2015xyz` and `@coachellait` match
 
 
+def is_tag(word: str) -> bool:
+    """A hashtag or @mention (a word of `words_of`)."""
+    return len(word) > 1 and word[0] in "#@"
+
+
 def tag_stem(word: str) -> str:
     """`#` + the first TAG_STEM characters of a hashtag or @mention (one form for both); other words as they are."""
-    return "#" + word[1:1 + TAG_STEM] if len(word) > 1 and word[0] in "#@" else word
+    return "#" + word[1:1 + TAG_STEM] if is_tag(word) else word
 
 
 def shared_tags(completions: list[Any], **_: Any) -> list[float]:
@@ -199,7 +197,7 @@ def shared_tags(completions: list[Any], **_: Any) -> list[float]:
     penalised by about -1 per completion; varied tags, as tweets have them, cost little. Tags are
     compared on their first TAG_STEM characters without the # or @, so gluing characters onto the tag
     (`#Coachella2015laritin`), which a policy learns next, does not escape the penalty."""
-    tags = [{tag_stem(w) for w in words_of(completion_text(c)) if len(w) > 1 and w[0] in "#@"} for c in completions]
+    tags = [{tag_stem(w) for w in words_of(as_text(c)) if is_tag(w)} for c in completions]
     others = max(len(completions) - 1, 1)
     return [-max((sum(tag in other for j, other in enumerate(tags) if j != i) / others for tag in mine), default=0.0)
             for i, mine in enumerate(tags)]
@@ -210,7 +208,7 @@ def repeated_words(completions: list[Any], **_: Any) -> list[float]:
     (0 for no repeats): a penalty on the "great great great" way of gaming a reward."""
     out = []
     for c in completions:
-        words = words_of(completion_text(c))
+        words = words_of(as_text(c))
         out.append(-(len(words) - len(set(words))) / len(words) if words else 0.0)
     return out
 
