@@ -179,6 +179,25 @@ def run_rounds(work: Path, args: argparse.Namespace, variants: list[str],
     return runs, load_before, load_after
 
 
+def setting_differences(ours: dict, theirs: dict, ignored: set[str]) -> dict:
+    """The fields of two resolved arguments classes (`to_dict()`) that differ, but for `ignored`."""
+    return {k: {"hf-tuner": ours.get(k), "trl": theirs.get(k)} for k in sorted(set(ours) | set(theirs))
+            if k not in ignored and ours.get(k) != theirs.get(k)}
+
+
+def child_flags(args: argparse.Namespace, keys: tuple[str, ...]) -> list[str]:
+    """`--key value` for each of `keys` of the parsed options: a child run gets the parent's settings."""
+    return [item for key in keys for item in (f"--{key.replace('_', '-')}", str(getattr(args, key)))]
+
+
+def print_grouping(runs: dict[str, list[dict]], medians: dict[str, dict]) -> None:
+    """The length-grouped / random-order ratio of the pair benches (variants hf-tuner, hf-tuner-random)."""
+    ratio, cpu_ratio, per_round, per_round_cpu = compare(runs, medians, "hf-tuner", "hf-tuner-random", "samples_per_second")
+    if ratio is not None:
+        print(f"length-grouped / random order pairs/s: {ratio:.2f}x (per round: {per_round}); "
+              f"CPU s/step: {cpu_ratio:.2f}x (per round: {per_round_cpu})")
+
+
 def medians_of(runs: dict[str, list[dict]]) -> dict[str, dict]:
     """Each variant's median of every numeric result field."""
     return {v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}

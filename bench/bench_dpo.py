@@ -34,7 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import add_round_options, compare, final_metrics, medians_of, printed_dicts, run_rounds, trl_bin, write_json
+from _common import (add_round_options, child_flags, compare, final_metrics, medians_of, printed_dicts, print_grouping,
+                     run_rounds, setting_differences, trl_bin, write_json)
 
 VARIANTS = ("hf-tuner", "hf-tuner-random", "trl-dpo")
 RECIPE = "gpt2-tweets-dpo"
@@ -88,13 +89,12 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     ours = training_arguments(cfg, get_task(cfg.task).bind(cfg), work / "probe").to_dict()
     _, theirs, _, _ = make_parser().parse_args_and_config(trl_args(work, args, work / "probe"))
     theirs = theirs.to_dict()
-    differences = {k: {"hf-tuner": ours.get(k), "trl": theirs.get(k)} for k in sorted(set(ours) | set(theirs))
-                   if k not in IGNORED and ours.get(k) != theirs.get(k)}
+    differences = setting_differences(ours, theirs, IGNORED)
     return {"train_pairs": min(args.rows, len(splits.train)), "eval_pairs": min(args.eval_rows, len(splits.validation)),
             "setting_differences": differences}
 
 
-def held_out(model_dir: Path, work: Path) -> dict:
+def held_out(model_dir: Path, work: Path, args: argparse.Namespace) -> dict:
     """Every side's model scored alike: TRL's DPO evaluation against the starting policy."""
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -105,7 +105,7 @@ def held_out(model_dir: Path, work: Path) -> dict:
     reference = AutoModelForCausalLM.from_pretrained(work / "policy").eval()
     val = load_dataset("json", data_files=str(work / "val.jsonl"), split="train")
     args = DPOConfig(output_dir=str(work / "eval-probe"), per_device_eval_batch_size=64, report_to="none", bf16=False,
-                     use_cpu=True, max_length=int(os.environ["BENCH_MAX_LENGTH"]), beta=float(os.environ["BENCH_BETA"]))
+                     use_cpu=True, max_length=args.max_length, beta=args.beta)
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=val, eval_dataset=val,
                          processing_class=tokenizer)
     m = trainer.evaluate()
@@ -123,7 +123,7 @@ def run_hf_tuner(work: Path, args: argparse.Namespace, run: str, variant: str) -
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     return {"samples_per_second": t["samples_per_second"], "steps_per_second": t["steps_per_second"],
             "train_runtime_s": t["runtime_s"], "steps": t["global_steps"], "train_loss": round(t["train_loss"], 4),
-            **held_out(out, work), "peak_rss_gb": peak}
+            **held_out(out, work, args), "peak_rss_gb": peak}
 
 
 def run_trl(work: Path, args: argparse.Namespace, run: str) -> dict:
@@ -136,14 +136,13 @@ def run_trl(work: Path, args: argparse.Namespace, run: str) -> dict:
     peak = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2)
     return {"samples_per_second": m["train_samples_per_second"], "steps_per_second": m["train_steps_per_second"],
             "train_runtime_s": round(m["train_runtime"], 2), "steps": round(m["train_steps_per_second"] * m["train_runtime"]),
-            "train_loss": round(m["train_loss"], 4), **held_out(out, work), "peak_rss_gb": peak}
+            "train_loss": round(m["train_loss"], 4), **held_out(out, work, args), "peak_rss_gb": peak}
 
 
 def child(variant: str, work: Path, args: argparse.Namespace, run: str) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    os.environ["BENCH_MAX_LENGTH"], os.environ["BENCH_BETA"] = str(args.max_length), str(args.beta)
     return run_trl(work, args, run) if variant == "trl-dpo" else run_hf_tuner(work, args, run, variant)
 
 
@@ -174,9 +173,8 @@ def main() -> None:
 
     def child_command(variant: str, repeat: int) -> list[str]:
         return [sys.executable, __file__, "--child", variant, "--work", str(work), "--run", f"{repeat}",
-                "--rows", str(args.rows), "--eval-rows", str(args.eval_rows), "--max-length", str(args.max_length),
-                "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate), "--beta", str(args.beta),
-                "--epochs", str(args.epochs), "--seed", str(args.seed), "--threads", str(args.threads)]
+                *child_flags(args, ("rows", "eval_rows", "max_length", "batch_size", "learning_rate", "beta", "epochs",
+                                    "seed", "threads"))]
 
     runs, load_before, load_after = run_rounds(work, args, args.variants.split(","), child_command, 15)
     medians = medians_of(runs)
@@ -192,10 +190,7 @@ def main() -> None:
     if ratio is not None:
         print(f"\nhf-tuner / trl dpo pairs/s: {ratio:.2f}x (per round: {per_round}; target >= 1.3x)")
         print(f"same on CPU time (trl CPU s/step / hf-tuner CPU s/step): {cpu_ratio:.2f}x (per round: {per_round_cpu})")
-    grouped = compare(runs, medians, "hf-tuner", "hf-tuner-random", "samples_per_second")
-    if grouped[0] is not None:
-        print(f"length-grouped / random order pairs/s: {grouped[0]:.2f}x (per round: {grouped[2]}); "
-              f"CPU s/step: {grouped[1]:.2f}x (per round: {grouped[3]})")
+    print_grouping(runs, medians)
     if args.json:
         write_json(args.json, args, info, runs, medians, ratio, cpu_ratio, load_before, load_after)
 

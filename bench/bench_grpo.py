@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import add_round_options, compare, final_metrics, medians_of, printed_dicts, run_rounds, trl_bin, write_json
+from _common import (add_round_options, child_flags, compare, final_metrics, medians_of, printed_dicts, run_rounds,
+                     setting_differences, trl_bin, write_json)
 
 VARIANTS = ("hf-tuner", "trl-grpo")
 RECIPE = "gpt2-tweets-grpo"
@@ -151,8 +152,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     ours = training_arguments(cfg, task, work / "probe").to_dict()
     _, theirs, _, _ = make_parser().parse_args_and_config(trl_args(work, args, work / "probe"))
     theirs = theirs.to_dict()
-    differences = {k: {"hf-tuner": ours.get(k), "trl": theirs.get(k)} for k in sorted(set(ours) | set(theirs))
-                   if k not in IGNORED and ours.get(k) != theirs.get(k)}
+    differences = setting_differences(ours, theirs, IGNORED)
     return {"prompts": len(features.train), "policy_train_s": round(policy_s, 1), "setting_differences": differences,
             "reward_weights": {"hf-tuner": ours.get("reward_weights"), "trl": theirs.get("reward_weights")}}
 
@@ -230,10 +230,9 @@ def main() -> None:
         sys.exit(f"the two sides would not train with the same settings: {info['setting_differences']}")
 
     def child_command(variant: str, repeat: int) -> list[str]:
-        cmd = [sys.executable, __file__, "--child", variant, "--work", str(work), "--run", f"{repeat}"]
-        for key in ("max_steps", "num_generations", "batch_size", "max_completion_length", "temperature", "beta",
-                    "learning_rate", "eval_rows", "seed", "threads"):
-            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+        cmd = [sys.executable, __file__, "--child", variant, "--work", str(work), "--run", f"{repeat}",
+               *child_flags(args, ("max_steps", "num_generations", "batch_size", "max_completion_length", "temperature",
+                                   "beta", "learning_rate", "eval_rows", "seed", "threads"))]
         if args.classifier:
             cmd += ["--classifier", str(Path(args.classifier).resolve())]
         return cmd

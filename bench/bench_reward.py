@@ -44,7 +44,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import add_round_options, compare, final_metrics, medians_of, printed_dicts, run_rounds, trl_bin, write_json
+from _common import (add_round_options, child_flags, compare, final_metrics, medians_of, printed_dicts, print_grouping,
+                     run_rounds, setting_differences, trl_bin, write_json)
 
 VARIANTS = ("hf-tuner", "hf-tuner-random", "trl-reward")
 RECIPE = "tweets-reward"
@@ -107,8 +108,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     ours = training_arguments(cfg, task, work / "probe").to_dict()
     _, theirs, _, _ = make_parser().parse_args_and_config(trl_args(work, args, work / "probe"))
     theirs = theirs.to_dict()
-    differences = {k: {"hf-tuner": ours.get(k), "trl": theirs.get(k)} for k in sorted(set(ours) | set(theirs))
-                   if k not in IGNORED and ours.get(k) != theirs.get(k)}
+    differences = setting_differences(ours, theirs, IGNORED)
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path())
     prompts = train["prompt"] if "prompt" in train.column_names else [""] * len(train)
@@ -216,10 +216,8 @@ def main() -> None:
 
     def child_command(variant: str, repeat: int) -> list[str]:
         return [sys.executable, __file__, "--child", variant, "--work", str(work), "--run", f"{repeat}",
-                "--rows", str(args.rows), "--eval-rows", str(args.eval_rows), "--max-length", str(args.max_length),
-                "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
-                "--epochs", str(args.epochs), "--seed", str(args.seed), "--threads", str(args.threads),
-                "--pairs", args.pairs]
+                *child_flags(args, ("rows", "eval_rows", "max_length", "batch_size", "learning_rate", "epochs", "seed",
+                                    "threads", "pairs"))]
 
     runs, load_before, load_after = run_rounds(work, args, args.variants.split(","), child_command, 11)
     medians = medians_of(runs)
@@ -236,10 +234,7 @@ def main() -> None:
     if ratio is not None:
         print(f"\nhf-tuner / trl reward pairs/s: {ratio:.2f}x (per round: {per_round}; target >= 1.3x)")
         print(f"same on CPU time (trl CPU s/step / hf-tuner CPU s/step): {cpu_ratio:.2f}x (per round: {per_round_cpu})")
-    grouped = compare(runs, medians, "hf-tuner", "hf-tuner-random", "samples_per_second")
-    if grouped[0] is not None:
-        print(f"length-grouped / random order pairs/s: {grouped[0]:.2f}x (per round: {grouped[2]}); "
-              f"CPU s/step: {grouped[1]:.2f}x (per round: {grouped[3]})")
+    print_grouping(runs, medians)
     if args.json:
         write_json(args.json, args, info, runs, medians, ratio, cpu_ratio, load_before, load_after)
 
