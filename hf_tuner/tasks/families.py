@@ -40,9 +40,10 @@ class TextHeadFamily(Family):
         return fit_tokenizer(model, processing)
 
     def scores(self, model: Any, tokenizer: Any, texts: list[str], label_index: Optional[int] = None,
-               batch_size: int = 32, max_length: int = 512) -> list[float]:
+               batch_size: int = 32, max_length: int = 512, autocast: Any = None) -> list[float]:
         """The model's score of each text: logit 0 (a reward model) or the probability of
-        `label_index`. Texts are tokenised with the model's own tokenizer and special tokens."""
+        `label_index`. Texts are tokenised with the model's own tokenizer and special tokens.
+        `autocast`: see `loops.score` (a reward scored in bf16)."""
         # a tokenizer trained from scratch has no model_max_length (1e30): the model's positions bound it too
         positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length, positions or max_length)
@@ -52,7 +53,7 @@ class TextHeadFamily(Family):
             return {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
         out: list[float] = []
-        for _, logits in score(model, texts, encode, batch_size):
+        for _, logits in score(model, texts, encode, batch_size, autocast=autocast):
             out += (logits[:, 0] if label_index is None else logits.softmax(-1)[:, label_index]).tolist()
         return out
 

@@ -47,19 +47,24 @@ def generate(model: Any, inputs: Sequence[Any], encode: Callable[[list[Any]], di
 
 
 def score(model: Any, items: Sequence[Any], encode: Callable[[list[Any]], dict[str, Any]],
-          batch_size: int = 32, output: Any = "logits") -> Iterator[tuple[list[Any], Any]]:
+          batch_size: int = 32, output: Any = "logits", autocast: Any = None) -> Iterator[tuple[list[Any], Any]]:
     """(batch, float logits) for each batch of `items` put through `model` in eval mode without
     gradients (`encode` turns a batch into model inputs); the model's mode is restored afterwards.
     `output` names the model output to return (a tuple of names: a tuple of them, e.g. QA's
-    start and end logits)."""
+    start and end logits). `autocast`: a dtype (torch.bfloat16) the forward pass runs its matrix
+    products in (torch.autocast on the model's device), or None for the model's own precision."""
+    import contextlib
+
     import torch
 
     was_training = model.training
     model.eval()
+    device_type = getattr(model.device, "type", "cpu")
     try:
         for start in range(0, len(items), batch_size):
             batch = list(items[start:start + batch_size])
-            with torch.no_grad():
+            cast = torch.autocast(device_type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+            with torch.no_grad(), cast:
                 out = model(**encode(batch))
             if isinstance(output, tuple):
                 yield batch, tuple(getattr(out, name).float() for name in output)
