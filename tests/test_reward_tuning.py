@@ -316,8 +316,24 @@ def standard_error_before(run: Path) -> float:
 HELD_OUT = ["data.validation={eval_prompts}", "data.max_eval_samples=64", "data.max_train_samples=54"]
 
 
+def counting_samples(monkeypatch) -> list[int]:
+    """Count the completions TRL's trainer gets from `loops.sample` (hf-tuner's lean sampling)."""
+    from hf_tuner.tasks import loops
+
+    counted: list[int] = []
+    original = loops.sample
+
+    def counting(model, input_ids, *args, **kwargs):
+        counted.append(input_ids.shape[0])
+        return original(model, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(loops, "sample", counting)
+    return counted
+
+
 @pytest.mark.slow
-def test_grpo_raises_a_function_reward(cli, files, tmp_path):
+def test_grpo_raises_a_function_reward(cli, files, tmp_path, monkeypatch):
+    sampled = counting_samples(monkeypatch)
     out = tmp_path / "grpo"
     result = cli("train", files.grpo, *[o.format(eval_prompts=files.eval_prompts) for o in HELD_OUT],
                  "training.num_train_epochs=2", "-o", out)  # 1 epoch gained +0.04 on 64 prompts: too little to tell
@@ -333,12 +349,15 @@ def test_grpo_raises_a_function_reward(cli, files, tmp_path):
     check_samples(out, prompts=64)
     history = json.loads((out / "log_history.json").read_text())
     assert any("reward" in h for h in history)  # what reward.png plots
+    steps = json.loads((out / "summary.json").read_text())["train"]["global_steps"]
+    assert len(sampled) == steps and sum(sampled) > 0  # every step's completions came from loops.sample
 
 
 @pytest.mark.slow
-def test_rloo_from_a_causal_lm_run_raises_the_reward(cli, files, lm_run, tmp_path):
+def test_rloo_from_a_causal_lm_run_raises_the_reward(cli, files, lm_run, tmp_path, monkeypatch):
     """RLOO starting from a trained run folder (chaining), with RLOO's default beta > 0: the
     reference model is that run, re-loaded, and the KL to it is logged."""
+    sampled = counting_samples(monkeypatch)
     out = tmp_path / "rloo"
     result = cli("train", files.grpo, "task=rloo", "training.beta=null", *FROM_RUN, f"model.name_or_path={lm_run}",
                  "training.learning_rate=2e-2", *[o.format(eval_prompts=files.eval_prompts) for o in HELD_OUT],
@@ -356,6 +375,7 @@ def test_rloo_from_a_causal_lm_run_raises_the_reward(cli, files, lm_run, tmp_pat
     check_samples(out, prompts=64)
     history = json.loads((out / "log_history.json").read_text())
     assert any(h.get("kl", 0) > 0 for h in history)  # beta > 0: a reference model was there
+    assert len(sampled) == summary["train"]["global_steps"]  # RLOO's completions came from loops.sample too
 
 
 @pytest.mark.slow
@@ -464,6 +484,78 @@ def test_auto_precision_takes_bf16_only_where_the_hardware_runs_it(monkeypatch):
 def test_a_wrong_reward_precision_is_one_line(cli, files, classifier):
     result = cli("validate", files.grpo, f"reward=[{{model: '{classifier}', label: positive, precision: fp16}}]")
     assert_clean_error(result, 2, "precision", "fp16", "'auto', 'bf16' or 'fp32'")
+
+
+# ------------------------------------------------------------------------------ sampling
+
+
+def tiny_sampler_model():
+    """A random 1-layer GPT-2 over 20 tokens (token 3 is eos: sampled often enough to end rows early),
+    and 6 left-padded prompts of 2 to 7 tokens."""
+    import torch
+    from transformers import AutoConfig, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("gpt2", vocab_size=20, n_layer=1, n_embd=32, n_head=2, n_positions=64,
+                                  eos_token_id=3, bos_token_id=3, pad_token_id=0)
+    model = GPT2LMHeadModel(config).eval()
+    rows = [[5 + (i * j) % 14 for j in range(2 + i)] for i in range(6)]
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return model, ids, mask
+
+
+def test_lean_sampling_gives_generates_tokens_with_the_same_random_draw():
+    """loops.sample with torch.multinomial as its draw gives model.generate's tokens exactly, eos
+    padding included; settings it does not handle (top-k) go to generate itself."""
+    import torch
+    from transformers import GenerationConfig
+
+    from hf_tuner.tasks.loops import plain_sampling, sample
+    from hf_tuner.tasks.policy import sample_or_generate
+
+    model, ids, mask = tiny_sampler_model()
+    config = GenerationConfig(do_sample=True, max_new_tokens=12, temperature=0.7, top_k=0, top_p=1.0, min_p=None,
+                              repetition_penalty=1.0, eos_token_id=[3], pad_token_id=0)
+    assert plain_sampling(config)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        torch.manual_seed(7)
+        got = sample(model, ids, mask, 12, 0.7, [3], 0, draw=lambda p: torch.multinomial(p, 1)[:, 0])
+    assert torch.equal(got, expected)
+    new = got[:, ids.shape[1]:]
+    assert (new == 3).any(dim=1).sum() >= 1  # a row ended early, and was padded after its eos like generate's
+    with torch.no_grad():
+        lean = sample_or_generate(model, generation_config=config, input_ids=ids, attention_mask=mask)
+    assert lean.shape[0] == ids.shape[0] and torch.equal(lean[:, :ids.shape[1]], ids) and lean.shape[1] <= ids.shape[1] + 12
+    top_k = GenerationConfig(**{**config.to_dict(), "top_k": 5})
+    assert not plain_sampling(top_k)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=top_k)
+        torch.manual_seed(7)
+        assert torch.equal(sample_or_generate(model, generation_config=top_k, input_ids=ids, attention_mask=mask), expected)
+
+
+def test_inverse_cdf_draws_follow_the_probabilities():
+    """20,000 draws from one distribution: a chi-square against the expected counts below 18.47
+    (p = 0.001, 4 degrees of freedom; set before the run), and a token of probability 0 never drawn."""
+    import torch
+
+    from hf_tuner.tasks.loops import inverse_cdf
+
+    p = torch.tensor([0.0, 0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
+    torch.manual_seed(1)
+    drawn = inverse_cdf(p.repeat(20_000, 1))
+    counts = torch.bincount(drawn, minlength=len(p)).double()
+    assert counts[0] == 0 and counts[-1] == 0
+    expected = 20_000 * p[1:-1].double()
+    chi2 = float(((counts[1:-1] - expected) ** 2 / expected).sum())
+    assert chi2 < 18.47, (counts.tolist(), chi2)
+    # a row whose sum is short of 1 by rounding still draws only its own tokens
+    assert set(inverse_cdf(torch.tensor([[0.0, 0.3, 0.69999]]).repeat(1000, 1)).tolist()) <= {1, 2}
 
 
 # ------------------------------------------------------------------------------ dpo

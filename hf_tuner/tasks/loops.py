@@ -4,7 +4,7 @@ LMs and seq2seq models, the held-out completions of GRPO / RLOO) or scores input
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: Any = None) -> dict[str, Any]:
@@ -72,3 +72,79 @@ def score(model: Any, items: Sequence[Any], encode: Callable[[list[Any]], dict[s
                 yield batch, getattr(out, output).float()
     finally:
         model.train(was_training)
+
+
+# Generation settings under which `sample` draws from the same distribution as `model.generate`:
+# each name's value must be one of the neutral ones (no logits processor, stopping rule or cache of
+# its own; transformers' GenerationMixin._get_logits_processor / _get_stopping_criteria add them).
+NEUTRAL_GENERATION = {
+    "num_beams": (None, 1), "num_return_sequences": (None, 1), "top_k": (None, 0), "top_p": (None, 1.0),
+    "min_p": (None,), "top_h": (None,), "typical_p": (None, 1.0), "epsilon_cutoff": (None, 0.0),
+    "eta_cutoff": (None, 0.0), "repetition_penalty": (None, 1.0), "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0), "encoder_no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
+    "sequence_bias": (None,), "guidance_scale": (None, 1.0), "min_length": (None, 0), "min_new_tokens": (None, 0),
+    "forced_bos_token_id": (None,), "forced_eos_token_id": (None,), "exponential_decay_length_penalty": (None,),
+    "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "watermarking_config": (None,),
+    "max_time": (None,), "stop_strings": (None,), "cache_implementation": (None,), "prompt_lookup_num_tokens": (None,),
+    "assistant_early_exit": (None,), "return_dict_in_generate": (None, False), "renormalize_logits": (None, False),
+}
+
+
+def plain_sampling(config: Any) -> bool:
+    """Whether a GenerationConfig asks for nothing but temperature sampling up to `max_new_tokens`
+    (stopping at its eos tokens): the case `sample` handles."""
+    return (bool(config.do_sample) and (config.temperature or 0) > 0 and config.max_new_tokens is not None
+            and all(getattr(config, name, None) in neutral for name, neutral in NEUTRAL_GENERATION.items()))
+
+
+def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int, temperature: float = 1.0,
+           eos_token_ids: Sequence[int] = (), pad_token_id: int = 0, draw: Optional[Callable[[Any], Any]] = None) -> Any:
+    """Temperature sampling from a decoder-only `model` with a KV cache: what `model.generate`
+    returns for `do_sample=True` and no other logits processor (left-padded prompts followed by up
+    to `max_new_tokens` tokens; a row that has sampled an eos token is padded with `pad_token_id`;
+    it stops early once every row has), with less work per token.
+
+    `draw(probs) -> token ids` picks one token per row. The default inverts the cumulative
+    distribution at one uniform number per row, exactly the softmax distribution, at a twentieth
+    of the cost of `torch.multinomial` on a CPU (0.034 vs 0.65 ms for 16 x 2,000 tokens, measured in
+    bench/README.md); it consumes the random stream differently, so a seed gives other (equally
+    likely) completions than `generate`. With `draw=lambda p: torch.multinomial(p, 1)[:, 0]` the
+    tokens are generate's own, which the tests check."""
+    import inspect
+
+    import torch
+
+    draw = draw or inverse_cdf
+    accepts = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
+    positions = "position_ids" in accepts
+    mask = attention_mask
+    pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    out = model(input_ids=input_ids, attention_mask=mask, use_cache=True, **extra,
+                **({"position_ids": pos} if positions else {}))
+    eos = torch.tensor(list(eos_token_ids), device=input_ids.device)
+    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    last = pos[:, -1:]
+    tokens = []
+    for step in range(max_new_tokens):
+        probs = (out.logits[:, -1, :].float() / temperature).softmax(-1)
+        token = draw(probs).masked_fill(finished, pad_token_id)
+        tokens.append(token)
+        finished |= torch.isin(token, eos)
+        if step == max_new_tokens - 1 or bool(finished.all()):
+            break
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+        last = last + 1
+        out = model(input_ids=token[:, None], attention_mask=mask, past_key_values=out.past_key_values, use_cache=True,
+                    **({"position_ids": last} if positions else {}))
+    return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1)
+
+
+def inverse_cdf(probs: Any) -> Any:
+    """One token per row of `probs` (rows summing to 1), drawn by inverting the cumulative sum at a
+    uniform number: the first index whose cumulative probability exceeds it."""
+    import torch
+
+    cumulative = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cumulative.dtype) * cumulative[:, -1:]
+    return torch.searchsorted(cumulative, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0]
