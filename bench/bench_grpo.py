@@ -6,6 +6,10 @@ Variants (each in its own child process, the same explicit thread count, run int
                reward pointed at the bench's files (`reward: [{function: FILE.py:NAME}]`)
   trl-grpo     the real `.venv/bin/trl grpo` CLI (which relaunches itself through `accelerate launch`),
                `--reward_funcs MODULE.NAME` (a dotted import path, resolved from its working folder)
+Optional, with --classifier, to tell hf-tuner's two levers apart (--variants hf-tuner,trl-grpo,...):
+  hf-tuner-fp32  hf-tuner with the classifier reward in fp32 (`precision: fp32`): only the lean sampling
+  trl-grpo-bf16  `trl grpo` with the wrapped classifier under bf16 autocast, as hf-tuner scores it on a
+                 CPU with AVX512-BF16: only the reward's precision
 
 Same for both: one policy folder (the bundled `gpt2-tweets` recipe, a 2 x 128 GPT-2 with a BPE tokenizer
 trained on tweets, shortened to 1,500 tweets x 1 epoch and trained once by hf-tuner into the bench's temp
@@ -88,11 +92,20 @@ def classifier_positive(prompts, completions, **kwargs):
     enc = tokenizer(texts, truncation=True, max_length=512, padding=True, return_tensors="pt")
     with torch.no_grad():
         return model(**enc).logits.float().softmax(-1)[:, positive].tolist()
+
+
+def classifier_positive_bf16(prompts, completions, **kwargs):
+    """classifier_positive scored under bf16 autocast."""
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return classifier_positive(prompts, completions, **kwargs)
 '''
 
 
-def hf_overrides(work: Path, args: argparse.Namespace) -> list[str]:
-    reward = (f"reward=[{{model: '{Path(args.classifier).resolve()}', label: positive}}]" if args.classifier
+def hf_overrides(work: Path, args: argparse.Namespace, precision: str = "auto") -> list[str]:
+    reward = (f"reward=[{{model: '{Path(args.classifier).resolve()}', label: positive, precision: {precision}}}]"
+              if args.classifier
               else f"reward=[{{function: {work / 'rewards.py'}:sentiment_words}}]")
     return [f"model.name_or_path={work / 'policy'}", f"data.train={work / 'data' / 'train.jsonl'}",
             f"data.validation={work / 'val.jsonl'}", "data.max_train_samples=null", reward,
@@ -103,11 +116,12 @@ def hf_overrides(work: Path, args: argparse.Namespace) -> list[str]:
             "training.eval_strategy=no", "eval.before_training=false"]
 
 
-def trl_args(work: Path, args: argparse.Namespace, out: Path) -> list[str]:
+def trl_args(work: Path, args: argparse.Namespace, out: Path, bf16_reward: bool = False) -> list[str]:
+    classifier = "rewards.classifier_positive_bf16" if bf16_reward else "rewards.classifier_positive"
     return ["--model_name_or_path", str(work / "policy"),
             "--dataset_name", str(work / "data"),  # a folder holding train.jsonl: load_dataset(folder)["train"]
             # rewards.py in the working folder (TRL puts cwd on sys.path)
-            "--reward_funcs", "rewards.classifier_positive" if args.classifier else "rewards.sentiment_words",
+            "--reward_funcs", classifier if args.classifier else "rewards.sentiment_words",
             "--output_dir", str(out), "--num_generations", str(args.num_generations),
             "--per_device_train_batch_size", str(args.batch_size), "--max_completion_length", str(args.max_completion_length),
             "--temperature", str(args.temperature), "--beta", str(args.beta), "--learning_rate", str(args.learning_rate),
@@ -165,12 +179,12 @@ def log_means(history: list[dict]) -> dict:
     return {"mean_completion_length": mean("completions/mean_length"), "mean_reward": mean("reward")}
 
 
-def run_hf_tuner(work: Path, args: argparse.Namespace, run: str) -> dict:
+def run_hf_tuner(work: Path, args: argparse.Namespace, run: str, precision: str = "auto") -> dict:
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
 
     out = work / f"hf-{run}"
-    cfg = load_config(RECIPE, hf_overrides(work, args))
+    cfg = load_config(RECIPE, hf_overrides(work, args, precision))
     summary = train(cfg, "bench-grpo", str(out), overwrite=True, argv=["bench"], on_status=lambda m: None).model_dump()
     t = summary["train"]
     history = json.loads((out / "log_history.json").read_text())
@@ -179,9 +193,9 @@ def run_hf_tuner(work: Path, args: argparse.Namespace, run: str) -> dict:
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
-def run_trl(work: Path, args: argparse.Namespace, run: str) -> dict:
+def run_trl(work: Path, args: argparse.Namespace, run: str, bf16_reward: bool = False) -> dict:
     out = work / f"trl-{run}"
-    proc = subprocess.run([trl_bin(), "grpo", *trl_args(work, args, out)], capture_output=True, text=True,
+    proc = subprocess.run([trl_bin(), "grpo", *trl_args(work, args, out, bf16_reward)], capture_output=True, text=True,
                           cwd=work, env=os.environ)
     if proc.returncode != 0:
         raise RuntimeError(f"trl grpo failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -196,7 +210,9 @@ def child(variant: str, work: Path, args: argparse.Namespace, run: str) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    return run_trl(work, args, run) if variant == "trl-grpo" else run_hf_tuner(work, args, run)
+    if variant.startswith("trl-grpo"):
+        return run_trl(work, args, run, bf16_reward=variant == "trl-grpo-bf16")
+    return run_hf_tuner(work, args, run, precision="fp32" if variant == "hf-tuner-fp32" else "auto")
 
 
 def main() -> None:
@@ -256,6 +272,10 @@ def main() -> None:
         target = "1.2x" if args.classifier else "0.95x"
         print(f"\nhf-tuner / trl grpo steps/s: {ratio:.2f}x (per round: {per_round}; target >= {target})")
         print(f"same on CPU time (trl CPU s/step / hf-tuner CPU s/step): {cpu_ratio:.2f}x (per round: {per_round_cpu})")
+    for lever in ("hf-tuner-fp32", "trl-grpo-bf16"):  # one lever each (see the docstring)
+        alone, _, rounds, _ = compare(runs, medians, lever, "trl-grpo", "steps_per_second")
+        if alone is not None:
+            print(f"{lever} / trl grpo steps/s: {alone:.2f}x (per round: {rounds})")
     if args.json:
         write_json(args.json, args, info, runs, medians, ratio, cpu_ratio, load_before, load_after)
 

@@ -17,7 +17,9 @@ The first step is left out of the table (warm-up: lazy initialisation, first all
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/profile_grpo.py --steps 20 \\
         [--runs runs] [--threads 2] [overrides ...]
 
-`--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
+`--trl-sampling` switches hf-tuner's lean sampling off (completions from TRL's `model.generate`, as
+before it; with the override `reward=[{model: runs/quickstart, label: positive, precision: fp32}]` the
+step is TRL's own). `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
 are trained there first when missing. Extra arguments are recipe overrides (e.g. to try a setting).
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "grpo-profile.json"))
+    parser.add_argument("--trl-sampling", action="store_true", help="completions from TRL's model.generate")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -100,7 +103,10 @@ def main() -> None:
 
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
+    from hf_tuner.tasks import policy
 
+    if args.trl_sampling:
+        policy.lean_sampling = lambda base: base
     overrides = [f"model.name_or_path={runs / 'gpt2-tweets'}", f"reward=[{{model: '{runs / 'quickstart'}', label: positive}}]",
                  f"training.max_steps={args.steps + 1}", "eval.before_training=false", "data.max_eval_samples=8",
                  "training.logging_steps=1000", *args.overrides]
@@ -112,7 +118,7 @@ def main() -> None:
     measured = steps[1:]  # the first step warms up
     mean = {k: sum(s[k] for s in measured) / len(measured) for k in (*PARTS, "total")}
     print(f"\ngpt2-tweets-grpo, {len(measured)} steps after 1 warm-up step, {args.threads} thread(s), "
-          f"overrides {args.overrides or 'none'}; mean reward after: {summary['metrics'].get('mean_reward')}\n")
+          f"overrides {args.overrides or 'none'}{', TRL sampling' if args.trl_sampling else ''}; mean reward after: {summary['metrics'].get('mean_reward')}\n")
     print("| part | s / step | share |")
     print("|---|---|---|")
     for part in PARTS:
