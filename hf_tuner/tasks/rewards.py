@@ -37,8 +37,8 @@ class RewardSpec(BaseModel):
     function: Optional[str] = None
     weight: float = 1.0
     text: Literal["prompt+completion", "completion"] = "prompt+completion"  # what a model reward reads
-    # what a model reward computes in: auto = bf16 (torch.autocast) where the device runs it natively
-    # (x86 CPUs with AVX512-BF16 or AMX, GPUs of compute capability 8+), else fp32; fp32 = as saved
+    # what a model reward computes in: auto = bf16 (torch.autocast) on a GPU of compute capability 8+,
+    # fp32 elsewhere (on CPUs bf16 was faster on one, slower on another); bf16 / fp32 = always
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     name: Optional[str] = None  # how metrics and logs call it (default: from the model or function)
 
@@ -94,10 +94,11 @@ class ModelReward:
 
 
 def reward_autocast(precision: str, device: Any) -> Any:
-    """The dtype a model reward's forward pass autocasts to (None: the model's own fp32). bf16
-    changes a reward by about 1e-3 and scores 2.5-3x faster on a CPU with AVX512-BF16 (measured in
-    bench/README.md); `auto` takes it only where the hardware runs bf16 natively: elsewhere it is
-    emulated, slower than fp32."""
+    """The dtype a model reward's forward pass autocasts to (None: the model's own fp32). `auto`
+    takes bf16 on a GPU that multiplies it natively (compute capability 8+) and fp32 on a CPU: bf16
+    scored the quickstart MiniLM 2.5-3x faster on an AMD CPU with AVX512-BF16 but 1.4x slower on an
+    Intel Xeon with AVX512-BF16 and no AMX (bench/README.md), so no CPU flag tells which; `bf16`
+    turns it on anywhere."""
     import torch
 
     if precision == "fp32":
@@ -108,19 +109,16 @@ def reward_autocast(precision: str, device: Any) -> Any:
 
 
 def native_bf16(device: Any) -> bool:
-    """Whether `device` does bf16 matrix products in hardware: a GPU of compute capability 8 or
-    newer (Ampere, Hopper, ...), an x86 CPU with AVX512-BF16 or AMX."""
+    """Whether `device` is a GPU doing bf16 matrix products in hardware (compute capability 8 or
+    newer: Ampere, Hopper, ...)."""
     import torch
 
-    kind = getattr(device, "type", str(device))
-    try:
-        if kind == "cuda":
-            return torch.cuda.get_device_capability(device)[0] >= 8
-        if kind == "cpu":
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError, AssertionError):  # an older torch or no such device
+    if getattr(device, "type", str(device)) != "cuda":
         return False
-    return False
+    try:
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    except (AttributeError, RuntimeError, AssertionError):  # no such device
+        return False
 
 
 def label_index(config: Any, spec: RewardSpec, index: int) -> Optional[int]:
