@@ -13,7 +13,7 @@ word's share and the training time; then the mean over seeds of each setting and
 the after-training means against their standard error.
 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/grpo_sameness.py [--recipe gpt2-tweets-rloo] \\
-        [--seeds 42,1,2] [--settings default,exact] [--runs runs] [overrides ...]
+        [--seeds 42,1,2] [--settings default,exact] [--runs runs] [--reuse] [overrides ...]
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--runs", default=str(ROOT / "runs"), help="the folder holding quickstart/ and gpt2-tweets/")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "grpo-sameness.json"))
+    parser.add_argument("--reuse", action="store_true", help="report a completed run folder of a setting and seed "
+                        "instead of training it again")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -50,6 +52,7 @@ def main() -> None:
 
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
+    from hf_tuner.rundir import RunSummary
     from hf_tuner.tasks import policy
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -69,31 +72,40 @@ def main() -> None:
             cfg.reward = [spec.model_copy(update={"model": str(runs / "quickstart")}) if spec.model else spec
                           for spec in cfg.reward]
             policy.lean_sampling = lean if setting == "default" else (lambda base: base)
-            out = Path(args.json).parent / f"sameness-{args.recipe}-{setting}-{seed}"
-            try:
-                summary = train(cfg, args.recipe, str(out), overwrite=True, argv=["sameness"], on_status=lambda m: None)
-            finally:
-                policy.lean_sampling = lean
-            after = [json.loads(line) for line in (out / "samples_after.jsonl").read_text().splitlines()]
-            before = [json.loads(line) for line in (out / "samples_before.jsonl").read_text().splitlines()]
+            out = Path(args.json).with_name(f"{Path(args.json).stem}-{setting}-{seed}")  # the run folder, kept
+            done = out / "summary.json"
+            if args.reuse and done.is_file() and json.loads(done.read_text()).get("status") == "completed":
+                summary = RunSummary.model_validate_json(done.read_text())  # this setting and seed, trained before
+            else:
+                try:
+                    summary = train(cfg, args.recipe, str(out), overwrite=True, argv=["sameness"], on_status=lambda m: None)
+                finally:
+                    policy.lean_sampling = lean
+            # (split on newlines only: a completion may hold U+2028, which str.splitlines also splits on)
+            after = [json.loads(line) for line in (out / "samples_after.jsonl").read_text().split("\n") if line]
+            before = [json.loads(line) for line in (out / "samples_before.jsonl").read_text().split("\n") if line]
             classifier = next(k for k in after[0] if k.startswith("reward/") and "shared_tags" not in k)
+            hacked = sum("coachella" in r["completion"].lower() for r in before), sum("coachella" in r["completion"].lower() for r in after)
             row = {"seed": seed, "setting": setting, "train_s": summary.train["runtime_s"],
                    "steps": summary.train["global_steps"],
                    "reward_before": mean_se([r["reward"] for r in before]), "reward_after": mean_se([r["reward"] for r in after]),
                    "classifier_before": mean_se([r[classifier] for r in before]),
                    "classifier_after": mean_se([r[classifier] for r in after]),
+                   "coachella": hacked, "samples": len(after),
+                   "distinct_2_before": (summary.metrics_before or {}).get("distinct_2"),
                    "distinct_2": summary.metrics.get("distinct_2"), "rising_word_share": summary.metrics.get("rising_word_share")}
             results.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 
     print(f"\n{args.recipe}, overrides {args.overrides or 'none'}, {args.threads} thread(s)\n")
-    print("| setting | seed | train s | steps | mean reward before -> after (± SE) | classifier P(positive) after | "
-          "distinct-2 | rising word share |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| setting | seed | train s | steps | mean reward before -> after (± SE) | classifier P(positive) before -> after | "
+          "with 'coachella' | distinct-2 | rising word share |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['setting']} | {r['seed']} | {r['train_s']:.1f} | {r['steps']} | {r['reward_before'][0]:.3f} -> "
-              f"{r['reward_after'][0]:.3f} ± {r['reward_after'][1]:.3f} | {r['classifier_after'][0]:.3f} | "
-              f"{r['distinct_2']} | {r['rising_word_share']} |")
+              f"{r['reward_after'][0]:.3f} ± {r['reward_after'][1]:.3f} | {r['classifier_before'][0]:.3f} -> "
+              f"{r['classifier_after'][0]:.3f} | {r['coachella'][0]} -> {r['coachella'][1]} of {r['samples']} | "
+              f"{r['distinct_2_before']} -> {r['distinct_2']} | {r['rising_word_share']} |")
     settings = args.settings.split(",")
     means = {}
     for setting in settings:

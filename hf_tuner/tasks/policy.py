@@ -304,7 +304,10 @@ def sample_or_generate(model: Any, generation_config: Any = None, **inputs: Any)
     from .loops import plain_sampling, sample
 
     config = generation_config if generation_config is not None else model.generation_config
-    if set(inputs) - {"input_ids", "attention_mask"} or not plain_sampling(config):
+    # (gradient checkpointing in train mode turns the cache off, which the loop needs; TRL switches it
+    # off around generation, this is for anyone who does not)
+    checkpointing = model.training and getattr(model, "is_gradient_checkpointing", False)
+    if set(inputs) - {"input_ids", "attention_mask"} or not plain_sampling(config) or checkpointing:
         return type(model).generate(model, generation_config=generation_config, **inputs)
     eos = config.eos_token_id
     eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
