@@ -482,6 +482,8 @@ def test_auto_precision_takes_bf16_only_on_a_gpu_that_runs_it(monkeypatch):
 def test_a_wrong_reward_precision_is_one_line(cli, files, classifier):
     result = cli("validate", files.grpo, f"reward=[{{model: '{classifier}', label: positive, precision: fp16}}]")
     assert_clean_error(result, 2, "precision", "fp16", "'auto', 'bf16' or 'fp32'")
+    result = cli("validate", files.grpo, "reward=[{function: shared_tags, precision: bf16}]")
+    assert_clean_error(result, 2, "`precision` goes with `model`")
 
 
 # ------------------------------------------------------------------------------ sampling

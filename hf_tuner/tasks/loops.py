@@ -106,7 +106,7 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
 
     `draw(probs) -> token ids` picks one token per row. The default inverts the cumulative
     distribution at one uniform number per row, exactly the softmax distribution, at a twentieth
-    of the cost of `torch.multinomial` on a CPU (0.034 vs 0.65 ms for 16 x 2,000 tokens, measured in
+    of the cost of `torch.multinomial` on a CPU (0.053 vs 1.015 ms for 16 x 2,000 tokens, measured in
     bench/README.md); it consumes the random stream differently, so a seed gives other (equally
     likely) completions than `generate`. With `draw=lambda p: torch.multinomial(p, 1)[:, 0]` the
     tokens are generate's own, which the tests check."""

@@ -49,6 +49,8 @@ class RewardSpec(BaseModel):
                              "`function` (module:name or file.py:name)")
         if self.label is not None and not self.model:
             raise ValueError("`label` goes with `model` (a classifier whose label probability is the reward)")
+        if self.precision != "auto" and not self.model:
+            raise ValueError("`precision` goes with `model` (what a reward model computes in); a function is plain Python")
         return self
 
     def display_name(self) -> str:
