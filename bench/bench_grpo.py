@@ -8,8 +8,9 @@ Variants (each in its own child process, the same explicit thread count, run int
                `--reward_funcs MODULE.NAME` (a dotted import path, resolved from its working folder)
 Optional, with --classifier, to tell hf-tuner's two levers apart (--variants hf-tuner,trl-grpo,...):
   hf-tuner-fp32  hf-tuner with the classifier reward in fp32 (`precision: fp32`): only the lean sampling
-  trl-grpo-bf16  `trl grpo` with the wrapped classifier under bf16 autocast, as hf-tuner scores it on a
-                 CPU with AVX512-BF16: only the reward's precision
+                 (on a CPU `precision: auto` is fp32 too, so this is hf-tuner as it runs by default)
+  trl-grpo-bf16  `trl grpo` with the wrapped classifier under bf16 autocast, as hf-tuner scores it with
+                 `precision: bf16`: only the reward's precision
 
 Same for both: one policy folder (the bundled `gpt2-tweets` recipe, a 2 x 128 GPT-2 with a BPE tokenizer
 trained on tweets, shortened to 1,500 tweets x 1 epoch and trained once by hf-tuner into the bench's temp

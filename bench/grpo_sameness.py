@@ -3,14 +3,15 @@
 Trains a reward-tuning recipe (default `gpt2-tweets-grpo`, as shipped: the quickstart classifier's
 P(positive) less `shared_tags`) once per seed with each setting, one after the other in this process:
 
-  default     as hf-tuner runs it: the classifier reward under bf16 autocast where the CPU runs bf16
-              natively (`precision: auto`), completions from `loops.sample` (inverse-CDF draws)
+  default     as hf-tuner runs it: the classifier reward at `precision: auto` (bf16 on a GPU of compute
+              capability 8+, fp32 elsewhere), completions from `loops.sample` (inverse-CDF draws)
   exact       `precision: fp32` and TRL's own `model.generate` (hf-tuner's lean sampling switched off)
 
 and reports, per run, the held-out mean reward before and after training (64 prompts, TRL's
-generation settings, seeded) with its standard error, the classifier's mean, distinct-2, the rising
-word's share and the training time; then the mean over seeds of each setting and the difference of
-the after-training means against their standard error.
+generation settings, seeded) with its standard error, the classifier's mean, "coachella" counts (the
+twin's known hack), distinct-2, the rising word's share and the training time; then the mean over
+seeds of each setting and the difference of the after-training means, against two standard errors:
+one from the runs' own held-out standard errors, one from the spread of the seeds' means.
 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/grpo_sameness.py [--recipe gpt2-tweets-rloo] \\
         [--seeds 42,1,2] [--settings default,exact] [--runs runs] [--reuse] [overrides ...]
@@ -71,12 +72,12 @@ def main() -> None:
                 cfg.reward = [spec.model_copy(update={"precision": "fp32"}) if spec.model else spec for spec in cfg.reward]
             cfg.reward = [spec.model_copy(update={"model": str(runs / "quickstart")}) if spec.model else spec
                           for spec in cfg.reward]
-            policy.lean_sampling = lean if setting == "default" else (lambda base: base)
             out = Path(args.json).with_name(f"{Path(args.json).stem}-{setting}-{seed}")  # the run folder, kept
             done = out / "summary.json"
             if args.reuse and done.is_file() and json.loads(done.read_text()).get("status") == "completed":
                 summary = RunSummary.model_validate_json(done.read_text())  # this setting and seed, trained before
             else:
+                policy.lean_sampling = lean if setting == "default" else (lambda base: base)
                 try:
                     summary = train(cfg, args.recipe, str(out), overwrite=True, argv=["sameness"], on_status=lambda m: None)
                 finally:
@@ -110,15 +111,15 @@ def main() -> None:
     means = {}
     for setting in settings:
         mine = [r for r in results if r["setting"] == setting]
-        means[setting] = (sum(r["reward_after"][0] for r in mine) / len(mine),
-                          math.sqrt(sum(r["reward_after"][1] ** 2 for r in mine)) / len(mine),
+        mean, seeds_se = mean_se([r["reward_after"][0] for r in mine])
+        means[setting] = (mean, math.sqrt(sum(r["reward_after"][1] ** 2 for r in mine)) / len(mine), seeds_se,
                           sum(r["train_s"] for r in mine) / len(mine))
-        print(f"\n{setting}: mean reward after {means[setting][0]:.3f} ± {means[setting][1]:.3f} (SE of the mean of "
-              f"{len(mine)} seeds' held-out means), mean train {means[setting][2]:.1f} s")
+        print(f"\n{setting}: mean reward after {mean:.3f} ± {means[setting][1]:.3f} (from the runs' held-out SEs) "
+              f"± {seeds_se:.3f} (from the spread of {len(mine)} seeds), mean train {means[setting][3]:.1f} s")
     if len(settings) == 2:
-        (a, sa, ta), (b, sb, tb) = means[settings[0]], means[settings[1]]
-        print(f"{settings[0]} - {settings[1]}: {a - b:+.3f} (SE of the difference {math.hypot(sa, sb):.3f}); "
-              f"train time {tb / ta:.2f}x")
+        (a, sa, spread_a, ta), (b, sb, spread_b, tb) = means[settings[0]], means[settings[1]]
+        print(f"{settings[0]} - {settings[1]}: {a - b:+.3f} (SE of the difference {math.hypot(sa, sb):.3f} from the "
+              f"runs, {math.hypot(spread_a, spread_b):.3f} from the seeds' spread); train time {tb / ta:.2f}x")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "means": means}, indent=2))
 
