@@ -106,8 +106,8 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
 
     `draw(probs) -> token ids` picks one token per row. The default inverts the cumulative
     distribution at one uniform number per row, exactly the softmax distribution, at a twentieth
-    of the cost of `torch.multinomial` on a CPU (0.053 vs 1.015 ms for 16 x 2,000 tokens, measured in
-    bench/README.md); it consumes the random stream differently, so a seed gives other (equally
+    of the cost of `torch.multinomial` on a CPU (0.04-0.06 vs 0.9-1.1 ms for 16 x 2,000 tokens,
+    bench/micro_grpo.py); it consumes the random stream differently, so a seed gives other (equally
     likely) completions than `generate`. With `draw=lambda p: torch.multinomial(p, 1)[:, 0]` the
     tokens are generate's own, which the tests check."""
     import inspect
@@ -120,7 +120,7 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
     positions = "position_ids" in accepts
     cache = "cache" if "cache" in accepts else "past_key_values"  # renamed in transformers 5.2x
     # SDPA takes a boolean [batch, 1, 1, keys] mask as it is: one token's step skips building the
-    # causal mask (2.4 -> 1.9 ms a step of the 2x128 tweet GPT-2); other attentions want their own
+    # causal mask (about 10% of a step of the 2x128 tweet GPT-2); other attentions want their own
     sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
     mask = attention_mask
     pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)

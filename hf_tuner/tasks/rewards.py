@@ -98,7 +98,7 @@ class ModelReward:
 def reward_autocast(precision: str, device: Any) -> Any:
     """The dtype a model reward's forward pass autocasts to (None: the model's own fp32). `auto`
     takes bf16 on a GPU that multiplies it natively (compute capability 8+) and fp32 on a CPU: bf16
-    scored the quickstart MiniLM 2.5-3x faster on an AMD CPU with AVX512-BF16 but 1.4x slower on an
+    scored the quickstart MiniLM 2.5-3x faster on an AMD CPU with AVX512-BF16 but 1.4-1.6x slower on an
     Intel Xeon with AVX512-BF16 and no AMX (bench/README.md), so no CPU flag tells which; `bf16`
     turns it on anywhere."""
     import torch

@@ -1,0 +1,133 @@
+"""The microbenchmarks behind the GRPO profile's notes in bench/README.md, one script, one process:
+
+  draws      one token per row of a [16, 2000] probability matrix: torch.multinomial vs
+             loops.inverse_cdf (the same distribution)
+  decode     one cached decoding step of the gpt2-tweets policy (16 rows, train mode as TRL samples):
+             2-D attention mask (rebuilt into a causal mask every step) vs the boolean
+             [batch, 1, 1, keys] mask loops.sample hands SDPA; with 1 and 2 threads
+  sampling   16 completions of up to 24 tokens (2 prompts x 8, eval mode): model.generate vs loops.sample
+  reward     the quickstart MiniLM classifier on those 16 prompt + completion texts: one padded
+             batch, length-sorted in 2 and 4 batches, bf16 autocast, bf16 weights; and its forward
+             on random token ids at several batch x length shapes (how the cost grows with tokens)
+
+Each comparison runs its variants in interleaved blocks (see `compare`), medians in milliseconds.
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/micro_grpo.py [--runs runs] [--threads 2]
+
+`--runs` holds `gpt2-tweets/` and `quickstart/` (`hf-tuner train gpt2-tweets`, `hf-tuner train quickstart`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compare(variants: dict, blocks: int = 10, per_block: int = 10) -> dict:
+    """Median over `blocks` interleaved blocks (the order alternating) of each variant's median time
+    in ms over `per_block` calls, after warm-up: the machine's drift hits every variant alike."""
+    import statistics
+
+    names = list(variants)
+    for fn in variants.values():
+        fn()
+    found: dict = {name: [] for name in names}
+    for block in range(blocks):
+        for name in names if block % 2 == 0 else names[::-1]:
+            times = []
+            for _ in range(per_block):
+                start = time.perf_counter()
+                variants[name]()
+                times.append(time.perf_counter() - start)
+            found[name].append(statistics.median(times) * 1000)
+    return {name: statistics.median(values) for name, values in found.items()}
+
+
+def line(title: str, results: dict, digits: int = 1) -> str:
+    return f"{title}: " + ", ".join(f"{name} {ms:.{digits}f} ms" for name, ms in results.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default=str(ROOT / "runs"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_tuner.tasks.loops import inverse_cdf, sample
+
+    torch.set_num_threads(args.threads)
+    runs = Path(args.runs)
+    torch.manual_seed(0)
+
+    probs = torch.randn(16, 2000).softmax(-1)
+    print(line("draws", compare({"multinomial": lambda: torch.multinomial(probs, 1),
+                                 "inverse_cdf": lambda: inverse_cdf(probs)}, per_block=50), 3))
+
+    policy = AutoModelForCausalLM.from_pretrained(runs / "gpt2-tweets")
+    tokenizer = AutoTokenizer.from_pretrained(runs / "gpt2-tweets")
+    eos = [tokenizer.eos_token_id]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    with torch.no_grad():
+        policy.train()  # TRL samples with the policy in train mode (dropout on)
+        ids = torch.randint(10, 500, (16, 6))
+        mask = torch.ones(16, 6, dtype=torch.long)
+        mask[:8, :2] = 0
+        cache = policy(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1).cache
+        token, position = torch.randint(10, 500, (16, 1)), torch.full((16, 1), 6)
+        longer = torch.cat([mask, mask.new_ones(16, 1)], -1)
+        boolean = longer.bool()[:, None, None, :]
+
+        def step(step_mask, threads=args.threads):
+            torch.set_num_threads(threads)
+            policy(input_ids=token, attention_mask=step_mask, position_ids=position, use_cache=True, cache=cache)
+            cache.crop(-1)
+
+        print(line("decode step", compare({"2-D mask": lambda: step(longer), "boolean 4-D mask": lambda: step(boolean),
+                                           "4-D mask, 1 thread": lambda: step(boolean, 1)}, blocks=20, per_block=50), 2))
+        torch.set_num_threads(args.threads)
+
+        policy.eval()
+        prompts = ["i love", "today is"]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+        ids, mask = enc["input_ids"].repeat_interleave(8, 0), enc["attention_mask"].repeat_interleave(8, 0)
+        print(line("sampling 16 x up to 24 tokens", compare({
+            "model.generate": lambda: policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=24,
+                                                      top_k=0, pad_token_id=pad, eos_token_id=eos),
+            "loops.sample": lambda: sample(policy, ids, mask, 24, 1.0, eos, pad)}, per_block=5)))
+        out = sample(policy, ids, mask, 24, 1.0, eos, pad)
+        texts = [p + tokenizer.decode(o[ids.shape[1]:], skip_special_tokens=True)
+                 for p, o in zip([p for p in prompts for _ in range(8)], out)]
+
+    classifier = AutoModelForSequenceClassification.from_pretrained(runs / "quickstart").eval()
+    ctok = AutoTokenizer.from_pretrained(runs / "quickstart")
+    lengths = [len(x) for x in ctok(texts)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+
+    def score(parts: int, cast=None):
+        size = -(-len(texts) // parts)
+        for start in range(0, len(texts), size):
+            enc = ctok([texts[i] for i in order[start:start + size]], padding=True, return_tensors="pt")
+            with torch.autocast("cpu", dtype=cast, enabled=cast is not None):
+                classifier(**enc).logits.float().softmax(-1)
+
+    with torch.no_grad():
+        padding = 1 - sum(lengths) / (len(lengths) * max(lengths))
+        halved = AutoModelForSequenceClassification.from_pretrained(runs / "quickstart", dtype=torch.bfloat16).eval()
+        enc = ctok(texts, padding=True, return_tensors="pt")
+        print(line(f"reward, 16 texts of {min(lengths)}-{max(lengths)} tokens ({padding:.0%} padding in one batch)", compare({
+            "one batch": lambda: score(1), "2 sorted batches": lambda: score(2), "4 sorted batches": lambda: score(4),
+            "bf16 autocast": lambda: score(1, torch.bfloat16), "bf16 weights": lambda: halved(**enc)}, per_block=3)))
+        shapes = {}
+        for batch, length in [(1, 31), (4, 31), (8, 31), (16, 8), (16, 16), (16, 24), (16, 31), (16, 64)]:
+            ids = torch.randint(1000, 20000, (batch, length))
+            shapes[f"{batch}x{length}"] = lambda ids=ids: classifier(input_ids=ids, attention_mask=torch.ones_like(ids))
+        print(line("reward forward by batch x tokens", compare(shapes, blocks=6, per_block=3)))
+
+if __name__ == "__main__":
+    main()
