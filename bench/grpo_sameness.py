@@ -6,6 +6,7 @@ P(positive) less `shared_tags`) once per seed with each setting, one after the o
   default     as hf-tuner runs it: the classifier reward at `precision: auto` (bf16 on a GPU of compute
               capability 8+, fp32 elsewhere), completions from `loops.sample` (inverse-CDF draws)
   exact       `precision: fp32` and TRL's own `model.generate` (hf-tuner's lean sampling switched off)
+  int8        as default, with the classifier at `precision: int8` (dynamically quantised linear layers)
 
 and reports, per run, the held-out mean reward before and after training (64 prompts, TRL's
 generation settings, seeded) with its standard error, the classifier's mean, "coachella" counts (the
@@ -68,8 +69,9 @@ def main() -> None:
         for setting in args.settings.split(","):
             cfg = load_config(args.recipe, [f"model.name_or_path={runs / 'gpt2-tweets'}", f"training.seed={seed}",
                                             *args.overrides])
-            if setting == "exact":
-                cfg.reward = [spec.model_copy(update={"precision": "fp32"}) if spec.model else spec for spec in cfg.reward]
+            if setting in ("exact", "int8"):
+                precision = "fp32" if setting == "exact" else "int8"
+                cfg.reward = [spec.model_copy(update={"precision": precision}) if spec.model else spec for spec in cfg.reward]
             cfg.reward = [spec.model_copy(update={"model": str(runs / "quickstart")}) if spec.model else spec
                           for spec in cfg.reward]
             out = Path(args.json).with_name(f"{Path(args.json).stem}-{setting}-{seed}")  # the run folder, kept
@@ -77,7 +79,7 @@ def main() -> None:
             if args.reuse and done.is_file() and json.loads(done.read_text()).get("status") == "completed":
                 summary = RunSummary.model_validate_json(done.read_text())  # this setting and seed, trained before
             else:
-                policy.lean_sampling = lean if setting == "default" else (lambda base: base)
+                policy.lean_sampling = (lambda base: base) if setting == "exact" else lean
                 try:
                     summary = train(cfg, args.recipe, str(out), overwrite=True, argv=["sameness"], on_status=lambda m: None)
                 finally:

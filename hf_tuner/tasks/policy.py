@@ -232,7 +232,7 @@ class PolicyOptimization(Objective):
             repetition_penalty=getattr(args, "repetition_penalty", 1.0), batch_size=32, document_start=False)
         columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
         weights = [s.weight for s in job.cfg.reward]
-        totals, per = total_reward(self.rewards(job), weights, prompts, completions,
+        totals, per = total_reward(self.rewards(job), weights, prompts, completions, exact=True,
                                    completion_ids=[[0] * n for n in lengths], **columns)
         job.state.setdefault("samples", {})[phase] = [
             {"prompt": p, "completion": c, "reward": round(t, 6), **{f"reward/{k}": v[i] for k, v in per.items()}}
