@@ -5,8 +5,8 @@ P(positive) less `shared_tags`) once per seed with each setting, one after the o
 
   default     as hf-tuner runs it: the classifier reward at `precision: auto` (bf16 on a GPU of compute
               capability 8+, fp32 elsewhere), completions from `loops.sample` (inverse-CDF draws)
-  exact       `precision: fp32` and TRL's own `model.generate` (hf-tuner's lean sampling switched off)
-  int8        as default, with the classifier at `precision: int8` (dynamically quantised linear layers)
+  exact       `precision: fp32`, TRL's own `model.generate` (hf-tuner's lean sampling switched off) and
+              the whole reward model (its last layer for every token, not only the first)
 
 and reports, per run, the held-out mean reward before and after training (64 prompts, TRL's
 generation settings, seeded) with its standard error, the classifier's mean, "coachella" counts (the
@@ -55,7 +55,7 @@ def main() -> None:
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
     from hf_tuner.rundir import RunSummary
-    from hf_tuner.tasks import policy
+    from hf_tuner.tasks import families, policy
 
     sys.path.insert(0, str(Path(__file__).parent))
     from profile_grpo import ensure_runs
@@ -63,15 +63,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     runs = Path(args.runs).resolve()
     ensure_runs(runs)
-    lean = policy.lean_sampling
+    lean, trims = policy.lean_sampling, families.trims_to_first_token
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for setting in args.settings.split(","):
             cfg = load_config(args.recipe, [f"model.name_or_path={runs / 'gpt2-tweets'}", f"training.seed={seed}",
                                             *args.overrides])
-            if setting in ("exact", "int8"):
-                precision = "fp32" if setting == "exact" else "int8"
-                cfg.reward = [spec.model_copy(update={"precision": precision}) if spec.model else spec for spec in cfg.reward]
+            if setting == "exact":
+                cfg.reward = [spec.model_copy(update={"precision": "fp32"}) if spec.model else spec for spec in cfg.reward]
             cfg.reward = [spec.model_copy(update={"model": str(runs / "quickstart")}) if spec.model else spec
                           for spec in cfg.reward]
             out = Path(args.json).with_name(f"{Path(args.json).stem}-{setting}-{seed}")  # the run folder, kept
@@ -79,11 +78,12 @@ def main() -> None:
             if args.reuse and done.is_file() and json.loads(done.read_text()).get("status") == "completed":
                 summary = RunSummary.model_validate_json(done.read_text())  # this setting and seed, trained before
             else:
-                policy.lean_sampling = (lambda base: base) if setting == "exact" else lean
+                policy.lean_sampling = lean if setting == "default" else (lambda base: base)
+                families.trims_to_first_token = trims if setting == "default" else (lambda model: False)
                 try:
                     summary = train(cfg, args.recipe, str(out), overwrite=True, argv=["sameness"], on_status=lambda m: None)
                 finally:
-                    policy.lean_sampling = lean
+                    policy.lean_sampling, families.trims_to_first_token = lean, trims
             # (split on newlines only: a completion may hold U+2028, which str.splitlines also splits on)
             after = [json.loads(line) for line in (out / "samples_after.jsonl").read_text().split("\n") if line]
             before = [json.loads(line) for line in (out / "samples_before.jsonl").read_text().split("\n") if line]

@@ -18,8 +18,9 @@ The first step is left out of the table (warm-up: lazy initialisation, first all
         [--runs runs] [--threads 2] [overrides ...]
 
 `--trl-sampling` switches hf-tuner's lean sampling off (completions from TRL's `model.generate`, as
-before it; with the override `reward=[{model: runs/quickstart, label: positive, precision: fp32}]` the
-step is TRL's own). `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
+before it), `--whole-reward` the reward's trimmed last layer (`families.first_token_last_layer`); with
+both and the override `reward=[{model: runs/quickstart, label: positive, precision: fp32}]` the step
+is TRL's own. `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
 are trained there first when missing. Extra arguments are recipe overrides (e.g. to try a setting).
 """
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "grpo-profile.json"))
     parser.add_argument("--trl-sampling", action="store_true", help="completions from TRL's model.generate")
+    parser.add_argument("--whole-reward", action="store_true", help="the reward model's last layer for every token")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -103,10 +105,12 @@ def main() -> None:
 
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
-    from hf_tuner.tasks import policy
+    from hf_tuner.tasks import families, policy
 
     if args.trl_sampling:
         policy.lean_sampling = lambda base: base
+    if args.whole_reward:
+        families.trims_to_first_token = lambda model: False
     overrides = [f"model.name_or_path={runs / 'gpt2-tweets'}", f"reward=[{{model: '{runs / 'quickstart'}', label: positive}}]",
                  f"training.max_steps={args.steps + 1}", "eval.before_training=false", "data.max_eval_samples=8",
                  "training.logging_steps=1000", *args.overrides]
@@ -118,7 +122,8 @@ def main() -> None:
     measured = steps[1:]  # the first step warms up
     mean = {k: sum(s[k] for s in measured) / len(measured) for k in (*PARTS, "total")}
     print(f"\ngpt2-tweets-grpo, {len(measured)} steps after 1 warm-up step, {args.threads} thread(s), "
-          f"overrides {args.overrides or 'none'}{', TRL sampling' if args.trl_sampling else ''}; mean reward after: {summary['metrics'].get('mean_reward')}\n")
+          f"overrides {args.overrides or 'none'}{', TRL sampling' if args.trl_sampling else ''}"
+          f"{', whole reward model' if args.whole_reward else ''}; mean reward after: {summary['metrics'].get('mean_reward')}\n")
     print("| part | s / step | share |")
     print("|---|---|---|")
     for part in PARTS:

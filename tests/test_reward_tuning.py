@@ -464,6 +464,99 @@ def test_a_classifier_reward_in_bf16_stays_within_bf16_rounding_of_fp32(classifi
     assert max(gaps) > 0, "bf16 gave the fp32 scores exactly: the autocast did not run"
 
 
+def test_held_out_scores_come_from_the_whole_model_in_fp32(classifier):
+    """`total_reward(..., exact=True)` (the held-out samples before and after training) scores with
+    the model as saved, whatever the reward's training-time precision: a bf16 reward's exact scores
+    are the fp32 reward's, its training scores are not."""
+    from hf_tuner.tasks.rewards import ModelReward, RewardSpec, total_reward
+
+    rng = random.Random(4)
+    prompts = [" ".join(sentence(rng, 2, 6)) for _ in range(12)]
+    completions = [" " + " ".join(sentence(rng, 1, 12)) for _ in range(12)]
+    fp32 = ModelReward(RewardSpec(model=str(classifier), label="positive", precision="fp32"), 0)(prompts, completions)
+    bf16 = ModelReward(RewardSpec(model=str(classifier), label="positive", precision="bf16", name="r"), 0)
+    assert bf16(prompts, completions) != pytest.approx(fp32, abs=1e-6)
+    totals, per = total_reward([bf16], [2.0], prompts, completions, exact=True)
+    assert per["r"] == pytest.approx(fp32, abs=1e-6) and totals == pytest.approx([2 * v for v in fp32], abs=1e-6)
+
+
+def tiny_sequence_classifier(model_type: str, attention: str = "sdpa"):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    sizes = {"gpt2": dict(n_layer=2, n_embd=32, n_head=2, bos_token_id=2, eos_token_id=2),
+             "distilbert": dict(n_layers=2, dim=32, n_heads=2, hidden_dim=64)}
+    config = AutoConfig.for_model(model_type, vocab_size=100, num_labels=2, pad_token_id=1, attn_implementation=attention,
+                                  **sizes.get(model_type, dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+                                                                intermediate_size=64)))
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type,attention", [("bert", "sdpa"), ("bert", "eager"), ("roberta", "sdpa"), ("electra", "eager")])
+def test_the_first_token_last_layer_gives_the_whole_models_logits(model_type, attention):
+    """BERT-style classifiers read the first token only: with the last layer computed for it alone
+    (and keys / values from every token, padding masked) the logits are the whole model's, within
+    float rounding (1e-5, set before the run; a wrong mask or scale moves them by ~1e-1)."""
+    import torch
+
+    from hf_tuner.tasks.families import first_token_last_layer, trims_to_first_token
+
+    model = tiny_sequence_classifier(model_type, attention)
+    ids = torch.randint(5, 100, (4, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    mask[3, 2:] = 0
+    shapes = []
+    model.base_model.encoder.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.last_hidden_state.shape)))
+    assert trims_to_first_token(model)
+    with torch.no_grad():
+        whole = model(input_ids=ids, attention_mask=mask).logits
+        with first_token_last_layer(model):
+            trimmed = model(input_ids=ids, attention_mask=mask).logits
+        again = model(input_ids=ids, attention_mask=mask).logits
+    assert shapes == [(4, 9, 32), (4, 1, 32), (4, 9, 32)]  # trimmed inside the block only
+    assert torch.allclose(trimmed, whole, atol=1e-5) and torch.equal(again, whole)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "distilbert"])
+def test_models_whose_head_reads_other_tokens_are_not_trimmed(model_type):
+    from hf_tuner.tasks.families import trims_to_first_token
+
+    assert not trims_to_first_token(tiny_sequence_classifier(model_type))  # GPT-2 reads the last token
+
+
+def test_a_classifier_reward_trims_its_last_layer_after_checking_it(classifier, monkeypatch):
+    """A BERT classifier reward checks the trimmed last layer against the whole model on its first
+    call, then scores training steps with it (the same scores); a trimmed layer that disagrees is
+    never used."""
+    from hf_tuner.tasks import families
+    from hf_tuner.tasks.rewards import ModelReward, RewardSpec
+
+    rng = random.Random(5)
+    prompts = [" ".join(sentence(rng, 2, 6)) for _ in range(10)]
+    completions = [" " + " ".join(sentence(rng, 1, 12)) + (" " + MARKER if i % 3 else "") for i in range(10)]
+    exact = ModelReward(RewardSpec(model=str(classifier), label="positive", precision="fp32"), 0)
+    expected = exact.score(prompts, completions, exact=True)
+    reward = ModelReward(RewardSpec(model=str(classifier), label="positive", precision="fp32"), 0)
+    lengths = []
+    reward.model.base_model.encoder.register_forward_hook(lambda m, a, out: lengths.append(out.last_hidden_state.shape[1]))
+    assert reward(prompts, completions) == pytest.approx(expected, abs=1e-6) and reward.trim is True
+    assert reward(prompts, completions) == pytest.approx(expected, abs=1e-5)
+    assert lengths[-1] == 1 and lengths[0] > 1  # the second call ran the trimmed layer
+
+    layer = families.first_token_layer()
+
+    class Off(layer):  # a trimmed layer that skips the layer's work (the untrained head's logits move ~1e-2)
+        def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+            return hidden_states[:, :1]
+
+    monkeypatch.setattr(families, "first_token_layer", lambda: Off)
+    wrong = ModelReward(RewardSpec(model=str(classifier), label="positive", precision="fp32"), 0)
+    assert wrong(prompts, completions) == pytest.approx(expected, abs=1e-6) and wrong.trim is False
+    assert wrong(prompts, completions) == pytest.approx(expected, abs=1e-6)
+
+
 def test_auto_precision_takes_bf16_only_on_a_gpu_that_runs_it(monkeypatch):
     import torch
 

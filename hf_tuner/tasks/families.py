@@ -3,8 +3,10 @@ models) and causal LMs (causal-lm, dpo, grpo, rloo). Seq2seq and ViT families li
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from functools import lru_cache
+from typing import Any, Iterator, Optional
 
 from ..data import Splits
 from .base import Family, Job, Loaded, as_text, ensure_pad_token, fit_tokenizer
@@ -42,8 +44,15 @@ class TextHeadFamily(Family):
     def scores(self, model: Any, tokenizer: Any, texts: list[str], label_index: Optional[int] = None,
                batch_size: int = 32, max_length: int = 512, autocast: Any = None) -> list[float]:
         """The model's score of each text: logit 0 (a reward model) or the probability of
-        `label_index`. Texts are tokenised with the model's own tokenizer and special tokens.
-        `autocast`: see `loops.score` (a reward scored in bf16)."""
+        `label_index` (`label_scores` of `logits`)."""
+        return label_scores(self.logits(model, tokenizer, texts, batch_size, max_length, autocast), label_index)
+
+    def logits(self, model: Any, tokenizer: Any, texts: list[str], batch_size: int = 32, max_length: int = 512,
+               autocast: Any = None) -> Any:
+        """The model's float logits of each text, [texts, outputs]. Texts are tokenised with the
+        model's own tokenizer and special tokens. `autocast`: see `loops.score` (a reward scored in bf16)."""
+        import torch
+
         # a tokenizer trained from scratch has no model_max_length (1e30): the model's positions bound it too
         positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length, positions or max_length)
@@ -52,10 +61,77 @@ class TextHeadFamily(Family):
             enc = tokenizer(batch, truncation=True, max_length=limit, padding=True, return_tensors="pt")
             return {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-        out: list[float] = []
-        for _, logits in score(model, texts, encode, batch_size, autocast=autocast):
-            out += (logits[:, 0] if label_index is None else logits.softmax(-1)[:, label_index]).tolist()
-        return out
+        return torch.cat([logits for _, logits in score(model, texts, encode, batch_size, autocast=autocast)])
+
+
+def label_scores(logits: Any, label_index: Optional[int] = None) -> list[float]:
+    """Logit 0 of each row (a reward model), or the probability of `label_index` (a classifier)."""
+    return (logits[:, 0] if label_index is None else logits.softmax(-1)[:, label_index]).tolist()
+
+
+# Encoders whose *ForSequenceClassification head reads the first token's hidden state only (BERT's
+# pooler, RoBERTa's and ELECTRA's classification heads); their layers share BERT's module names.
+FIRST_TOKEN_HEADS = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+
+
+def trims_to_first_token(model: Any) -> bool:
+    """Whether `first_token_last_layer` applies to `model`: a sequence classifier of
+    FIRST_TOKEN_HEADS, an encoder only, SDPA or eager attention, its last layer built as BERT's."""
+    config = model.config
+    layers = getattr(getattr(getattr(model, "base_model", None), "encoder", None), "layer", None)
+    if (config.model_type not in FIRST_TOKEN_HEADS or not type(model).__name__.endswith("ForSequenceClassification")
+            or getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False)
+            or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager") or not layers):
+        return False
+    last = layers[-1]
+    attention = getattr(getattr(last, "attention", None), "self", None)
+    return (all(hasattr(attention, name) for name in ("query", "key", "value", "attention_head_size", "scaling"))
+            and all(hasattr(last, name) for name in ("intermediate", "output")) and hasattr(last.attention, "output"))
+
+
+@contextmanager
+def first_token_last_layer(model: Any) -> Iterator[None]:
+    """Within the block, `model`'s last encoder layer computes the first token's output only (its
+    keys and values still from every token): the rest of that layer's work feeds nothing the head
+    reads. The MiniLM classifier scores 16 policy completions ~11% faster (bench/micro_grpo.py), the
+    scores within float rounding. Only for models `trims_to_first_token` accepts."""
+    layers = model.base_model.encoder.layer
+    last = layers[-1]
+    layers[-1] = first_token_layer()(last)
+    try:
+        yield
+    finally:
+        layers[-1] = last
+
+
+@lru_cache(maxsize=None)
+def first_token_layer() -> Any:
+    """The module class standing in for a BERT-style layer in `first_token_last_layer` (built on
+    first use: torch is imported lazily)."""
+    import torch
+
+    class FirstTokenLayer(torch.nn.Module):
+        """BERT's layer (self-attention, its output, the feed-forward part) for the first query only."""
+
+        def __init__(self, layer: Any):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, hidden_states: Any, attention_mask: Any = None, *args: Any, **kwargs: Any) -> Any:
+            heads, first = self.layer.attention.self, hidden_states[:, :1]
+            batch, length, _ = hidden_states.shape
+
+            def split(x: Any, n: int) -> Any:
+                return x.view(batch, n, -1, heads.attention_head_size).transpose(1, 2)
+
+            mask = attention_mask[:, :, :1] if attention_mask is not None else None  # [batch, 1, queries, keys]
+            context = torch.nn.functional.scaled_dot_product_attention(
+                split(heads.query(first), 1), split(heads.key(hidden_states), length),
+                split(heads.value(hidden_states), length), attn_mask=mask, scale=heads.scaling)
+            attended = self.layer.attention.output(context.transpose(1, 2).reshape(batch, 1, -1), first)
+            return self.layer.output(self.layer.intermediate(attended), attended)
+
+    return FirstTokenLayer
 
 
 class CausalLMFamily(Family):

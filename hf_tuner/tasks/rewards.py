@@ -37,10 +37,10 @@ class RewardSpec(BaseModel):
     function: Optional[str] = None
     weight: float = 1.0
     text: Literal["prompt+completion", "completion"] = "prompt+completion"  # what a model reward reads
-    # what a model reward computes in while training (`reward_precision`): auto = bf16 (torch.autocast)
-    # on a GPU of compute capability 8+, fp32 elsewhere; bf16 / fp32 = always; int8 = dynamically
-    # quantised linear layers (CPU only). Held-out completions are always scored as the model was saved.
-    precision: Literal["auto", "bf16", "fp32", "int8"] = "auto"
+    # what a model reward computes in while training (`reward_autocast`): auto = bf16 (torch.autocast)
+    # on a GPU of compute capability 8+, fp32 elsewhere; bf16 / fp32 = always. Held-out completions
+    # are always scored as the model was saved (fp32).
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     name: Optional[str] = None  # how metrics and logs call it (default: from the model or function)
 
     @model_validator(mode="after")
@@ -69,73 +69,75 @@ class RewardSpec(BaseModel):
 class ModelReward:
     """A reward model or classifier as a TRL reward function. On its first call the model moves to
     the process's device (TRL moves only reward *modules*; this is a function) and its training-time
-    precision is settled (`RewardSpec.precision`, `reward_precision`): bf16 scores under autocast,
-    int8 through a dynamically quantised copy. `score(..., exact=True)` scores with the model as saved
-    (fp32): the held-out completions before and after training, so that runs of any precision compare."""
+    precision is settled (`RewardSpec.precision`, `reward_precision`: bf16 scores under autocast).
+    Training steps score with the last layer computed for the first token only where the model's
+    head reads nothing else (`families.first_token_last_layer`; checked against the whole model on
+    the first call). `score(..., exact=True)` scores with the whole model as saved (fp32): the
+    held-out completions before and after training, so that runs of any setting compare."""
 
     def __init__(self, spec: RewardSpec, index: int):
         from .base import fit_tokenizer
         from .families import TextHeadFamily
 
-        self.spec, self.index = spec, index
+        self.spec = spec
         self.__name__ = spec.display_name()
         self.family = TextHeadFamily()
         loaded = self.family.load_trained(resolve_reward_model(spec.model, index))
         self.model, self.tokenizer = fit_tokenizer(loaded.model, loaded.processing), loaded.processing
         self.label_index = label_index(self.model.config, spec, index)
-        self.fast: Any = None  # (model, autocast dtype) the training steps score with, once placed
+        self.autocast: Any = None
+        self.placed = False
+        self.trim: Optional[bool] = None  # whether training steps score with the trimmed last layer; None: not checked yet
 
     def __call__(self, prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
         return self.score(prompts, completions)
 
     def score(self, prompts: list[Any], completions: list[Any], exact: bool = False) -> list[float]:
-        if self.fast is None:
-            self.fast = self.place()
-        model, autocast = (self.model, None) if exact else self.fast
+        if not self.placed:
+            from accelerate import PartialState
+
+            device = PartialState().device
+            self.model.to(device)
+            self.autocast, self.placed = reward_autocast(self.spec.precision, device), True
         texts = [as_text(c) if self.spec.text == "completion" else as_text(p) + as_text(c)
                  for p, c in zip(prompts, completions)]
-        return self.family.scores(model, self.tokenizer, texts, self.label_index, autocast=autocast)
+        if exact:
+            return self.family.scores(self.model, self.tokenizer, texts, self.label_index)
+        return self.training_scores(texts)
 
-    def place(self) -> tuple[Any, Any]:
-        """Move the model to this process's device; the (model, autocast dtype) training scores with."""
-        import torch
-        from accelerate import PartialState
+    def training_scores(self, texts: list[str]) -> list[float]:
+        """Scores at the training precision, with the trimmed last layer once the first call has
+        found its logits within rounding of the whole model's (that call returns the whole model's)."""
+        import contextlib
 
-        device = PartialState().device
-        precision = reward_precision(self.spec.precision, device)
-        if precision == "int8" and device.type != "cpu":
-            raise ConfigError(f"reward[{self.index}].precision: int8 (dynamically quantised linear layers) runs on "
-                              f"a CPU only, and this process runs on {device}: use auto, bf16 or fp32")
-        self.model.to(device)
-        if precision == "int8":
-            return quantised(self.model), None
-        return self.model, torch.bfloat16 if precision == "bf16" else None
+        from .families import first_token_last_layer, label_scores, trims_to_first_token
 
+        def logits(trim: bool) -> Any:
+            with first_token_last_layer(self.model) if trim else contextlib.nullcontext():
+                return self.family.logits(self.model, self.tokenizer, texts, autocast=self.autocast)
 
-def reward_precision(precision: str, device: Any) -> str:
-    """What a model reward computes in while training: `precision` itself, or for `auto` bf16 on a
-    GPU that multiplies it natively (compute capability 8+) and fp32 elsewhere. On CPUs bf16 scored
-    the quickstart MiniLM 2.5-3x faster on an AMD CPU with AVX512-BF16 but 1.4-1.6x slower on an
-    Intel Xeon with AVX512-BF16 and no AMX (bench/README.md), so no CPU flag tells which."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
+        if self.trim is None:
+            out = logits(False)
+            tolerance = (1e-5 if self.autocast is None else 2e-2) * max(1.0, float(out.abs().max()))  # fp32 / bf16 rounding
+            self.trim = trims_to_first_token(self.model) and float((logits(True) - out).abs().max()) <= tolerance
+        else:
+            out = logits(self.trim)
+        return label_scores(out, self.label_index)
 
 
-def quantised(model: Any) -> Any:
-    """A copy of `model` whose linear layers compute in int8 with weights quantised once and
-    activations per batch (torch's dynamic quantisation, x86 / ARM CPU kernels); the model itself is
-    kept for exact scoring. torch.ao.quantization warns it is deprecated in favour of torchao; it is
-    still in the torch versions pyproject.toml allows."""
-    import warnings
-
+def reward_autocast(precision: str, device: Any) -> Any:
+    """The dtype a model reward's training-time forward pass autocasts to (None: the model's own
+    fp32). `auto` takes bf16 on a GPU that multiplies it natively (compute capability 8+) and fp32
+    on a CPU: bf16 scored the quickstart MiniLM 2.5-3x faster on an AMD CPU with AVX512-BF16 but
+    1.4-1.6x slower on an Intel Xeon with AVX512-BF16 and no AMX (bench/README.md), so no CPU flag
+    tells which; `bf16` turns it on anywhere."""
     import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or native_bf16(device):
+        return torch.bfloat16
+    return None
 
 
 def native_bf16(device: Any) -> bool:
