@@ -7,18 +7,24 @@
              [batch, 1, 1, keys] mask loops.sample hands SDPA; with 1 and 2 threads
   sampling   16 completions of up to 24 tokens (2 prompts x 8, eval mode): model.generate vs loops.sample
   reward     the quickstart MiniLM classifier on those 16 prompt + completion texts: one padded
-             batch, length-sorted in 2 and 4 batches, bf16 autocast, bf16 weights; and its forward
-             on random token ids at several batch x length shapes (how the cost grows with tokens)
+             batch, length-sorted in 2 and 4 batches, bf16 autocast, bf16 weights, the last layer for
+             the first token only (families.first_token_last_layer, with its largest change of a
+             probability), all 16 packed into one row with a block-diagonal mask (no padding);
+             and its forward on random token ids at several batch x length shapes (how the cost
+             grows with tokens)
 
 Each comparison runs its variants in interleaved blocks (see `compare`), medians in milliseconds.
 
-    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/micro_grpo.py [--runs runs] [--threads 2]
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/micro_grpo.py [--runs runs] [--threads 2] \
+        [--samples bench/results/grpo-sameness-default-42/samples_*.jsonl]
 
 `--runs` holds `gpt2-tweets/` and `quickstart/` (`hf-tuner train gpt2-tweets`, `hf-tuner train quickstart`).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import time
 from pathlib import Path
@@ -54,11 +60,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--samples", nargs="*", default=[], help="samples_*.jsonl files of GRPO runs: the reward "
+                        "variants on their prompt + completion texts as well, 16 at a time")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from hf_tuner.tasks.families import first_token_last_layer
     from hf_tuner.tasks.loops import inverse_cdf, sample
 
     torch.set_num_threads(args.threads)
@@ -106,23 +115,55 @@ def main() -> None:
 
     classifier = AutoModelForSequenceClassification.from_pretrained(runs / "quickstart").eval()
     ctok = AutoTokenizer.from_pretrained(runs / "quickstart")
-    lengths = [len(x) for x in ctok(texts)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
 
-    def score(parts: int, cast=None):
-        size = -(-len(texts) // parts)
-        for start in range(0, len(texts), size):
-            enc = ctok([texts[i] for i in order[start:start + size]], padding=True, return_tensors="pt")
-            with torch.autocast("cpu", dtype=cast, enabled=cast is not None):
-                classifier(**enc).logits.float().softmax(-1)
+    def by_length(batch: list[str]) -> list[str]:
+        sizes = [len(x) for x in ctok(batch)["input_ids"]]
+        return [batch[i] for i in sorted(range(len(batch)), key=lambda i: sizes[i])]
+
+    def score(batch: list[str], parts: int = 1, cast=None, trim=False):
+        size, out = -(-len(batch) // parts), []
+        for start in range(0, len(batch), size):
+            enc = ctok(batch[start:start + size], padding=True, return_tensors="pt")
+            with torch.autocast("cpu", dtype=cast, enabled=cast is not None), \
+                    first_token_last_layer(classifier) if trim else contextlib.nullcontext():
+                out.append(classifier(**enc).logits.float().softmax(-1))
+        return torch.cat(out)
+
+    def packed(batch: list[str]):
+        """The texts in one row, each attending to itself only (a block-diagonal boolean mask, positions
+        restarting per text), the classifier head on each text's first token."""
+        rows = ctok(batch)["input_ids"]
+        sizes = torch.tensor([len(r) for r in rows])
+        text_of = torch.repeat_interleave(torch.arange(len(rows)), sizes)
+        ids = torch.tensor([t for r in rows for t in r])[None]
+        hidden = classifier.bert(input_ids=ids, attention_mask=(text_of[:, None] == text_of[None, :])[None, None],
+                                 position_ids=torch.cat([torch.arange(int(n)) for n in sizes])[None],
+                                 token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        firsts = hidden[0, torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])][:, None]
+        return classifier.classifier(classifier.bert.pooler(firsts)).softmax(-1)
+
+    def padding_of(batches: list[list[str]]) -> float:
+        sizes = [[len(x) for x in ctok(b)["input_ids"]] for b in batches]
+        return 1 - sum(map(sum, sizes)) / sum(len(n) * max(n) for n in sizes)
 
     with torch.no_grad():
-        padding = 1 - sum(lengths) / (len(lengths) * max(lengths))
+        texts = by_length(texts)
+        lengths = [len(x) for x in ctok(texts)["input_ids"]]
         halved = AutoModelForSequenceClassification.from_pretrained(runs / "quickstart", dtype=torch.bfloat16).eval()
         enc = ctok(texts, padding=True, return_tensors="pt")
-        print(line(f"reward, 16 texts of {min(lengths)}-{max(lengths)} tokens ({padding:.0%} padding in one batch)", compare({
-            "one batch": lambda: score(1), "2 sorted batches": lambda: score(2), "4 sorted batches": lambda: score(4),
-            "bf16 autocast": lambda: score(1, torch.bfloat16), "bf16 weights": lambda: halved(**enc)}, per_block=3)))
+        print(line(f"reward, 16 texts of {min(lengths)}-{max(lengths)} tokens ({padding_of([texts]):.0%} padding in one batch)", compare({
+            "one batch": lambda: score(texts), "2 sorted batches": lambda: score(texts, 2), "4 sorted batches": lambda: score(texts, 4),
+            "bf16 autocast": lambda: score(texts, cast=torch.bfloat16), "bf16 weights": lambda: halved(**enc),
+            "first-token last layer": lambda: score(texts, trim=True), "packed in one row": lambda: packed(texts)}, per_block=3)))
+        for name, fn in (("first-token last layer", lambda: score(texts, trim=True)), ("packed in one row", lambda: packed(texts))):
+            print(f"{name}: largest change of a probability {float((fn() - score(texts)).abs().max()):.1e}")
+        if args.samples:  # completions as GRPO training draws them: the policy's held-out samples, 16 at a time
+            rows = [json.loads(r) for f in args.samples for r in Path(f).read_text().split("\n") if r]
+            groups = [[r["prompt"] + r["completion"] for r in rows[i:i + 16]] for i in range(0, len(rows) - 15, 16)]
+            print(line(f"reward, {len(groups)} groups of 16 held-out samples ({padding_of(groups):.0%} padding), per group", {
+                name: ms / len(groups) for name, ms in compare({
+                    "one batch": lambda: [score(g) for g in groups], "first-token last layer": lambda: [score(g, trim=True) for g in groups],
+                    "packed in one row": lambda: [packed(g) for g in groups]}, blocks=6, per_block=1).items()}))
         shapes = {}
         for batch, length in [(1, 31), (4, 31), (8, 31), (16, 8), (16, 16), (16, 24), (16, 31), (16, 64)]:
             ids = torch.randint(1000, 20000, (batch, length))

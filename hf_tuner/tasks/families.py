@@ -93,8 +93,8 @@ def trims_to_first_token(model: Any) -> bool:
 def first_token_last_layer(model: Any) -> Iterator[None]:
     """Within the block, `model`'s last encoder layer computes the first token's output only (its
     keys and values still from every token): the rest of that layer's work feeds nothing the head
-    reads. The MiniLM classifier scores 16 policy completions ~11% faster (bench/micro_grpo.py), the
-    scores within float rounding. Only for models `trims_to_first_token` accepts."""
+    reads. The quickstart MiniLM scores 16 completions of a GRPO run 9% faster (76.6 vs 84.4 ms), each
+    probability within 1.2e-7 (bench/micro_grpo.py). Only for models `trims_to_first_token` accepts."""
     layers = model.base_model.encoder.layer
     last = layers[-1]
     layers[-1] = first_token_layer()(last)

@@ -69,7 +69,7 @@ class RewardSpec(BaseModel):
 class ModelReward:
     """A reward model or classifier as a TRL reward function. On its first call the model moves to
     the process's device (TRL moves only reward *modules*; this is a function) and its training-time
-    precision is settled (`RewardSpec.precision`, `reward_precision`: bf16 scores under autocast).
+    precision is settled (`RewardSpec.precision`, `reward_autocast`: bf16 scores under autocast).
     Training steps score with the last layer computed for the first token only where the model's
     head reads nothing else (`families.first_token_last_layer`; checked against the whole model on
     the first call). `score(..., exact=True)` scores with the whole model as saved (fp32): the
