@@ -488,18 +488,21 @@ def tiny_sequence_classifier(model_type: str, attention: str = "sdpa"):
     sizes = {"gpt2": dict(n_layer=2, n_embd=32, n_head=2, bos_token_id=2, eos_token_id=2),
              "distilbert": dict(n_layers=2, dim=32, n_heads=2, hidden_dim=64)}
     config = AutoConfig.for_model(model_type, vocab_size=100, num_labels=2, pad_token_id=1, attn_implementation=attention,
+                                  initializer_range=0.2,  # weights large enough for every token to move the logits
                                   **sizes.get(model_type, dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
                                                                 intermediate_size=64)))
     return AutoModelForSequenceClassification.from_config(config).eval()
 
 
 @pytest.mark.parametrize("model_type,attention", [("bert", "sdpa"), ("bert", "eager"), ("roberta", "sdpa"), ("electra", "eager")])
-def test_the_first_token_last_layer_gives_the_whole_models_logits(model_type, attention):
+def test_the_first_token_last_layer_gives_the_whole_models_logits(model_type, attention, monkeypatch):
     """BERT-style classifiers read the first token only: with the last layer computed for it alone
     (and keys / values from every token, padding masked) the logits are the whole model's, within
-    float rounding (1e-5, set before the run; a wrong mask or scale moves them by ~1e-1)."""
+    float rounding (1e-5, set before the run); the same layer ignoring the padding mask moves them
+    by more than 1e-2 (the check can tell)."""
     import torch
 
+    from hf_tuner.tasks import families
     from hf_tuner.tasks.families import first_token_last_layer, trims_to_first_token
 
     model = tiny_sequence_classifier(model_type, attention)
@@ -517,6 +520,16 @@ def test_the_first_token_last_layer_gives_the_whole_models_logits(model_type, at
         again = model(input_ids=ids, attention_mask=mask).logits
     assert shapes == [(4, 9, 32), (4, 1, 32), (4, 9, 32)]  # trimmed inside the block only
     assert torch.allclose(trimmed, whole, atol=1e-5) and torch.equal(again, whole)
+
+    layer = families.first_token_layer()
+
+    class Unmasked(layer):
+        def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+            return super().forward(hidden_states, None)
+
+    monkeypatch.setattr(families, "first_token_layer", lambda: Unmasked)
+    with torch.no_grad(), first_token_last_layer(model):
+        assert (model(input_ids=ids, attention_mask=mask).logits - whole).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("model_type", ["gpt2", "distilbert"])
@@ -547,7 +560,7 @@ def test_a_classifier_reward_trims_its_last_layer_after_checking_it(classifier, 
 
     layer = families.first_token_layer()
 
-    class Off(layer):  # a trimmed layer that skips the layer's work (the untrained head's logits move ~1e-2)
+    class Off(layer):  # a trimmed layer that skips the layer's work
         def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
             return hidden_states[:, :1]
 
