@@ -206,7 +206,7 @@ class PolicyOptimization(Objective):
         prompts = list(rows["prompt"])
         columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
         total_reward(self.rewards(job), [s.weight for s in job.cfg.reward], prompts, [" ok"] * len(prompts),
-                     completion_ids=[[0]] * len(prompts), **columns)
+                     {"completion_ids": [[0]] * len(prompts), **columns})
 
     def build_trainer(self, job: Job, args: Any, model: Any, processing: Any, features: Splits) -> Any:
         import trl
@@ -232,8 +232,8 @@ class PolicyOptimization(Objective):
             repetition_penalty=getattr(args, "repetition_penalty", 1.0), batch_size=32, document_start=False)
         columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
         weights = [s.weight for s in job.cfg.reward]
-        totals, per = total_reward(self.rewards(job), weights, prompts, completions, exact=True,
-                                   completion_ids=[[0] * n for n in lengths], **columns)
+        totals, per = total_reward(self.rewards(job), weights, prompts, completions,
+                                   {"completion_ids": [[0] * n for n in lengths], **columns}, exact=True)
         job.state.setdefault("samples", {})[phase] = [
             {"prompt": p, "completion": c, "reward": round(t, 6), **{f"reward/{k}": v[i] for k, v in per.items()}}
             for i, (p, c, t) in enumerate(zip(prompts, completions, totals))

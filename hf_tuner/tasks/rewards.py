@@ -324,10 +324,14 @@ def build_rewards(specs: list[RewardSpec]) -> list[Callable[..., Any]]:
 
 
 def total_reward(rewards: list[Callable[..., Any]], weights: list[float], prompts: list[Any], completions: list[Any],
-                 exact: bool = False, **columns: Any) -> tuple[list[float], dict[str, list[Optional[float]]]]:
+                 columns: Optional[dict[str, Any]] = None,
+                 exact: bool = False) -> tuple[list[float], dict[str, list[Optional[float]]]]:
     """The weighted sum of every reward per completion (None counts as missing: skipped, as TRL
-    does), and each reward's own values by name. `exact`: reward models score as saved, whatever
-    their training-time precision (held-out scores)."""
+    does), and each reward's own values by name. `columns`: the keyword arguments reward functions
+    get besides prompts and completions (data columns, completion_ids; a dict, so that a data column
+    can have any name). `exact`: reward models score as saved, whatever their training-time
+    precision (held-out scores)."""
+    columns = columns or {}
     per: dict[str, list[Optional[float]]] = {}
     totals = [0.0] * len(completions)
     for fn, weight in zip(rewards, weights):
