@@ -5,7 +5,9 @@
   decode     one cached decoding step of the gpt2-tweets policy (16 rows, train mode as TRL samples):
              2-D attention mask (rebuilt into a causal mask every step) vs the boolean
              [batch, 1, 1, keys] mask loops.sample hands SDPA; with 1 and 2 threads
-  sampling   16 completions of up to 24 tokens (2 prompts x 8, eval mode): model.generate vs loops.sample
+  sampling   16 completions of up to 24 tokens (2 prompts x 8, eval mode): model.generate vs loops.sample;
+             in train mode, loops.sample's decoding steps through the model's forward vs through
+             families.OneTokenDecoder
   reward     the quickstart MiniLM classifier on those 16 prompt + completion texts: one padded
              batch, length-sorted in 2 and 4 batches, bf16 autocast, bf16 weights, the last layer for
              the first token only (families.first_token_last_layer, with its largest change of a
@@ -68,7 +70,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from hf_tuner.tasks.families import first_token_last_layer
-    from hf_tuner.tasks.loops import inverse_cdf, sample
+    from hf_tuner.tasks.loops import DECODES, inverse_cdf, sample
 
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
@@ -109,6 +111,12 @@ def main() -> None:
             "model.generate": lambda: policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=24,
                                                       top_k=0, pad_token_id=pad, eos_token_id=eos),
             "loops.sample": lambda: sample(policy, ids, mask, 24, 1.0, eos, pad)}, per_block=5)))
+        policy.train()  # as TRL samples: dropout on
+        decodes = lambda on: (DECODES.__setitem__(policy, on), sample(policy, ids, mask, 24, 1.0, eos, pad))
+        print(line("sampling 16 x up to 24 tokens, train mode", compare({
+            "loops.sample, model forward": lambda: decodes(False),
+            "loops.sample, OneTokenDecoder": lambda: decodes(True)}, per_block=5)))
+        policy.eval()
         out = sample(policy, ids, mask, 24, 1.0, eos, pad)
         texts = [p + tokenizer.decode(o[ids.shape[1]:], skip_special_tokens=True)
                  for p, o in zip([p for p in prompts for _ in range(8)], out)]

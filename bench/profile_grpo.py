@@ -20,7 +20,8 @@ The first step is left out of the table (warm-up: lazy initialisation, first all
 `--trl-sampling` switches hf-tuner's lean sampling off (completions from TRL's `model.generate`, as
 before it), `--whole-reward` the reward's trimmed last layer (`families.first_token_last_layer`); with
 both and the override `reward=[{model: runs/quickstart, label: positive, precision: fp32}]` the step
-is TRL's own. `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
+is TRL's own. `--model-decode` decodes through the policy's own forward instead of
+`families.OneTokenDecoder` (the same tokens for a seed: compare the runs' `samples_after.jsonl`). `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
 are trained there first when missing. Extra arguments are recipe overrides (e.g. to try a setting).
 """
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "grpo-profile.json"))
     parser.add_argument("--trl-sampling", action="store_true", help="completions from TRL's model.generate")
     parser.add_argument("--whole-reward", action="store_true", help="the reward model's last layer for every token")
+    parser.add_argument("--model-decode", action="store_true", help="decoding steps through the policy's own forward, "
+                        "not families.OneTokenDecoder")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -111,6 +114,8 @@ def main() -> None:
         policy.lean_sampling = lambda base: base
     if args.whole_reward:
         families.trims_to_first_token = lambda model: False
+    if args.model_decode:
+        families.decodes_one_token = lambda model: False
     overrides = [f"model.name_or_path={runs / 'gpt2-tweets'}", f"reward=[{{model: '{runs / 'quickstart'}', label: positive}}]",
                  f"training.max_steps={args.steps + 1}", "eval.before_training=false", "data.max_eval_samples=8",
                  "training.logging_steps=1000", *args.overrides]
@@ -123,7 +128,7 @@ def main() -> None:
     mean = {k: sum(s[k] for s in measured) / len(measured) for k in (*PARTS, "total")}
     print(f"\ngpt2-tweets-grpo, {len(measured)} steps after 1 warm-up step, {args.threads} thread(s), "
           f"overrides {args.overrides or 'none'}{', TRL sampling' if args.trl_sampling else ''}"
-          f"{', whole reward model' if args.whole_reward else ''}; mean reward after: {summary['metrics'].get('mean_reward')}\n")
+          f"{', whole reward model' if args.whole_reward else ''}{', model decode' if args.model_decode else ''}; mean reward after: {summary['metrics'].get('mean_reward')}\n")
     print("| part | s / step | share |")
     print("|---|---|---|")
     for part in PARTS:

@@ -647,6 +647,68 @@ def test_lean_sampling_gives_generates_tokens_with_the_same_random_draw(attentio
         assert torch.equal(sample_or_generate(model, generation_config=top_k, input_ids=ids, attention_mask=mask), expected)
 
 
+def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
+    """A GPT-2 in train mode (dropout on, as TRL samples): loops.sample through the OneTokenDecoder
+    gives the tokens of the model's own forward with the same seed, and after its first checked call
+    the model's forward runs only for the prompt; a decoder that drops its dropout is refused on
+    its first step and the model's own tokens come back."""
+    import torch
+    from transformers import AutoConfig, GPT2LMHeadModel
+
+    from hf_tuner.tasks import families, loops
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("gpt2", vocab_size=50, n_layer=2, n_embd=32, n_head=4, n_positions=64,
+                                  eos_token_id=3, bos_token_id=3, pad_token_id=0, attn_implementation="sdpa",
+                                  initializer_range=0.2, embd_pdrop=0.2, attn_pdrop=0.2, resid_pdrop=0.2)
+    rows = [[5 + (i * j) % 40 for j in range(2 + i)] for i in range(6)]
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+
+    def run(model, seed=11):
+        calls = []
+        handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+        torch.manual_seed(seed)
+        try:
+            return loops.sample(model, ids, mask, 16, 1.0, [3], 0), len(calls)
+        finally:
+            handle.remove()
+
+    model = GPT2LMHeadModel(config).train()
+    assert families.decodes_one_token(model)
+    checked, calls = run(model)
+    assert loops.DECODES[model] is True and calls == 2  # the prompt, and the first step run both ways
+    lean, calls = run(model)
+    assert calls == 1 and torch.equal(lean, checked)  # the prompt only: every step through the decoder
+    loops.DECODES[model] = False
+    own, calls = run(model)
+    assert calls > 2 and torch.equal(own, lean)
+    assert not torch.equal(run(model, seed=12)[0], own)  # the seed matters: dropout and draws are random
+
+    broken = GPT2LMHeadModel(config).train()
+    step = families.OneTokenDecoder.step
+
+    def without_dropout(self, token, position):
+        self.model.eval()
+        try:
+            return step(self, token, position)
+        finally:
+            self.model.train()
+
+    original = families.OneTokenDecoder.step
+    families.OneTokenDecoder.step = without_dropout
+    try:
+        refused, calls = run(broken)
+    finally:
+        families.OneTokenDecoder.step = original
+    assert loops.DECODES[broken] is False and calls > 2
+    loops.DECODES[broken] = False
+    assert torch.equal(refused, run(broken)[0])  # the model's own tokens, the same as with no decoder at all
+    eager = GPT2LMHeadModel(AutoConfig.for_model(**{**config.to_dict(), "attn_implementation": "eager"}))
+    assert not families.decodes_one_token(eager) and not families.decodes_one_token(model.to(torch.bfloat16))
+
+
 def test_inverse_cdf_draws_follow_the_probabilities():
     """20,000 draws from one distribution: a chi-square against the expected counts below 18.47
     (p = 0.001, 4 degrees of freedom; set before the run), and a token of probability 0 never drawn."""

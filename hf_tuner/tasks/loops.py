@@ -4,6 +4,7 @@ LMs and seq2seq models, the held-out completions of GRPO / RLOO) or scores input
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 
@@ -109,7 +110,11 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
     of the cost of `torch.multinomial` on a CPU (0.04-0.06 vs 0.9-1.1 ms for 16 x 2,000 tokens,
     bench/micro_grpo.py); it consumes the random stream differently, so a seed gives other (equally
     likely) completions than `generate`. With `draw=lambda p: torch.multinomial(p, 1)[:, 0]` the
-    tokens are generate's own, which the tests check."""
+    tokens are generate's own, which the tests check.
+
+    A GPT-2 LM (`families.decodes_one_token`) decodes through `families.OneTokenDecoder` once its
+    first step has given the model's own logits with the same random state (within 1e-5 of the
+    largest logit); the check runs once per model, and a model it fails keeps its own forward."""
     import inspect
 
     import torch
@@ -122,27 +127,59 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
     # SDPA takes a boolean [batch, 1, 1, keys] mask as it is: one token's step skips building the
     # causal mask (about 10% of a step of the 2x128 tweet GPT-2); other attentions want their own
     sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
-    mask = attention_mask
-    pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    out = model(input_ids=input_ids, attention_mask=mask, use_cache=True, **extra,
-                **({"position_ids": pos} if positions else {}))
-    eos = torch.tensor(list(eos_token_ids), device=input_ids.device)
-    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    last = pos[:, -1:]
-    tokens = []
-    for step in range(max_new_tokens):
-        probs = (out.logits[:, -1, :].float() / temperature).softmax(-1)
-        token = draw(probs).masked_fill(finished, pad_token_id)
-        tokens.append(token)
-        finished |= torch.isin(token, eos)
-        if step == max_new_tokens - 1 or bool(finished.all()):
-            break
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
-        last = last + 1
-        out = model(input_ids=token[:, None], attention_mask=mask.bool()[:, None, None, :] if sdpa else mask, use_cache=True,
-                    **{cache: getattr(out, cache)},
-                    **({"position_ids": last} if positions else {}))
-    return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1)
+    with torch.no_grad():  # as model.generate
+        mask = attention_mask
+        pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        out = model(input_ids=input_ids, attention_mask=mask, use_cache=True, **extra,
+                    **({"position_ids": pos} if positions else {}))
+        eos = torch.tensor(list(eos_token_ids), device=input_ids.device)
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = pos[:, -1:]
+        decoder = one_token_decoder(model, getattr(out, cache, None), mask, max_new_tokens)
+        logits = out.logits[:, -1, :]
+        tokens = []
+        for step in range(max_new_tokens):
+            probs = (logits.float() / temperature).softmax(-1)
+            token = draw(probs).masked_fill(finished, pad_token_id)
+            tokens.append(token)
+            finished |= torch.isin(token, eos)
+            if step == max_new_tokens - 1 or bool(finished.all()):
+                break
+            last = last + 1
+            if decoder is not None and DECODES.get(model):
+                logits = decoder.step(token, last)
+                continue
+            mine = None
+            if decoder is not None:
+                device = input_ids.device
+                with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device],
+                                           device_type="cuda" if device.type == "cpu" else device.type):
+                    mine = decoder.step(token, last)  # with the random state the model's forward below starts from
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+            out = model(input_ids=token[:, None], attention_mask=mask.bool()[:, None, None, :] if sdpa else mask, use_cache=True,
+                        **{cache: getattr(out, cache)},
+                        **({"position_ids": last} if positions else {}))
+            logits = out.logits[:, -1, :]
+            if mine is not None:
+                tolerance = 1e-5 * max(1.0, float(logits.abs().max()))  # fp32 rounding
+                DECODES[model] = agrees = float((mine - logits).abs().max()) <= tolerance
+                decoder = decoder if agrees else None
+        return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1)
+
+
+# Per model: whether its `families.OneTokenDecoder` gave the model's own logits (the first decoding
+# step after the prompt is run both ways with one random state; later steps use the decoder alone).
+DECODES: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+
+
+def one_token_decoder(model: Any, cache: Any, attention_mask: Any, new_tokens: int) -> Any:
+    """A `families.OneTokenDecoder` continuing from the prompt pass's `cache`, for a model it
+    applies to and has not disagreed with; else None (the model's own forward decodes)."""
+    from .families import OneTokenDecoder, decodes_one_token
+
+    if new_tokens < 2 or DECODES.get(model) is False or not decodes_one_token(model) or not OneTokenDecoder.fits(model, cache):
+        return None
+    return OneTokenDecoder(model, cache, attention_mask, new_tokens)
 
 
 def inverse_cdf(probs: Any) -> Any:
