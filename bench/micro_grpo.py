@@ -7,7 +7,7 @@
              [batch, 1, 1, keys] mask loops.sample hands SDPA; with 1 and 2 threads
   sampling   16 completions of up to 24 tokens (2 prompts x 8, eval mode): model.generate vs loops.sample;
              in train mode, loops.sample's decoding steps through the model's forward vs through
-             families.OneTokenDecoder
+             decoding.OneTokenDecoder
   reward     the quickstart MiniLM classifier on those 16 prompt + completion texts: one padded
              batch, length-sorted in 2 and 4 batches, bf16 autocast, bf16 weights, the last layer for
              the first token only (families.first_token_last_layer, with its largest change of a

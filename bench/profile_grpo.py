@@ -21,7 +21,7 @@ The first step is left out of the table (warm-up: lazy initialisation, first all
 before it), `--whole-reward` the reward's trimmed last layer (`families.first_token_last_layer`); with
 both and the override `reward=[{model: runs/quickstart, label: positive, precision: fp32}]` the step
 is TRL's own. `--model-decode` decodes through the policy's own forward instead of
-`families.OneTokenDecoder` (the same tokens for a seed: compare the runs' `samples_after.jsonl`). `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
+`decoding.OneTokenDecoder` (the same tokens for a seed: compare the runs' `samples_after.jsonl`). `--runs` is the folder holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they
 are trained there first when missing. Extra arguments are recipe overrides (e.g. to try a setting).
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--trl-sampling", action="store_true", help="completions from TRL's model.generate")
     parser.add_argument("--whole-reward", action="store_true", help="the reward model's last layer for every token")
     parser.add_argument("--model-decode", action="store_true", help="decoding steps through the policy's own forward, "
-                        "not families.OneTokenDecoder")
+                        "not decoding.OneTokenDecoder")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -108,14 +108,14 @@ def main() -> None:
 
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
-    from hf_tuner.tasks import families, policy
+    from hf_tuner.tasks import decoding, families, policy
 
     if args.trl_sampling:
         policy.lean_sampling = lambda base: base
     if args.whole_reward:
         families.trims_to_first_token = lambda model: False
     if args.model_decode:
-        families.decodes_one_token = lambda model: False
+        decoding.decodes_one_token = lambda model: False
     overrides = [f"model.name_or_path={runs / 'gpt2-tweets'}", f"reward=[{{model: '{runs / 'quickstart'}', label: positive}}]",
                  f"training.max_steps={args.steps + 1}", "eval.before_training=false", "data.max_eval_samples=8",
                  "training.logging_steps=1000", *args.overrides]

@@ -655,7 +655,7 @@ def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
     import torch
     from transformers import AutoConfig, GPT2LMHeadModel
 
-    from hf_tuner.tasks import families, loops
+    from hf_tuner.tasks import decoding, loops
 
     torch.manual_seed(0)
     config = AutoConfig.for_model("gpt2", vocab_size=50, n_layer=2, n_embd=32, n_head=4, n_positions=64,
@@ -676,7 +676,7 @@ def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
             handle.remove()
 
     model = GPT2LMHeadModel(config).train()
-    assert families.decodes_one_token(model)
+    assert decoding.decodes_one_token(model)
     checked, calls = run(model)
     assert loops.DECODES[model] is True and calls == 2  # the prompt, and the first step run both ways
     lean, calls = run(model)
@@ -687,7 +687,7 @@ def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
     assert not torch.equal(run(model, seed=12)[0], own)  # the seed matters: dropout and draws are random
 
     broken = GPT2LMHeadModel(config).train()
-    step = families.OneTokenDecoder.step
+    step = decoding.OneTokenDecoder.step
 
     def without_dropout(self, token, position):
         self.model.eval()
@@ -696,17 +696,17 @@ def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
         finally:
             self.model.train()
 
-    original = families.OneTokenDecoder.step
-    families.OneTokenDecoder.step = without_dropout
+    original = decoding.OneTokenDecoder.step
+    decoding.OneTokenDecoder.step = without_dropout
     try:
         refused, calls = run(broken)
     finally:
-        families.OneTokenDecoder.step = original
+        decoding.OneTokenDecoder.step = original
     assert loops.DECODES[broken] is False and calls > 2
     loops.DECODES[broken] = False
     assert torch.equal(refused, run(broken)[0])  # the model's own tokens, the same as with no decoder at all
     eager = GPT2LMHeadModel(AutoConfig.for_model(**{**config.to_dict(), "attn_implementation": "eager"}))
-    assert not families.decodes_one_token(eager) and not families.decodes_one_token(model.to(torch.bfloat16))
+    assert not decoding.decodes_one_token(eager) and not decoding.decodes_one_token(model.to(torch.bfloat16))
 
 
 def test_inverse_cdf_draws_follow_the_probabilities():

@@ -112,7 +112,7 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
     likely) completions than `generate`. With `draw=lambda p: torch.multinomial(p, 1)[:, 0]` the
     tokens are generate's own, which the tests check.
 
-    A GPT-2 LM (`families.decodes_one_token`) decodes through `families.OneTokenDecoder` once its
+    A GPT-2 LM (`decoding.decodes_one_token`) decodes through `decoding.OneTokenDecoder` once its
     first step has given the model's own logits with the same random state (within 1e-5 of the
     largest logit); the check runs once per model, and a model it fails keeps its own forward."""
     import inspect
@@ -167,15 +167,15 @@ def sample(model: Any, input_ids: Any, attention_mask: Any, max_new_tokens: int,
         return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1)
 
 
-# Per model: whether its `families.OneTokenDecoder` gave the model's own logits (the first decoding
+# Per model: whether its `decoding.OneTokenDecoder` gave the model's own logits (the first decoding
 # step after the prompt is run both ways with one random state; later steps use the decoder alone).
 DECODES: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
 
 
 def one_token_decoder(model: Any, cache: Any, attention_mask: Any, new_tokens: int) -> Any:
-    """A `families.OneTokenDecoder` continuing from the prompt pass's `cache`, for a model it
+    """A `decoding.OneTokenDecoder` continuing from the prompt pass's `cache`, for a model it
     applies to and has not disagreed with; else None (the model's own forward decodes)."""
-    from .families import OneTokenDecoder, decodes_one_token
+    from .decoding import OneTokenDecoder, decodes_one_token
 
     if new_tokens < 2 or DECODES.get(model) is False or not decodes_one_token(model) or not OneTokenDecoder.fits(model, cache):
         return None
