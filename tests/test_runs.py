@@ -225,6 +225,25 @@ def test_compare_on_a_folder_that_is_not_a_run(cli, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_runs_started_in_one_second_are_listed_newest_first(tmp_path):
+    """Start times keep milliseconds: two runs started in the same second sort by start, not by
+    name (a fast machine starts the next test run within the second the last one finished)."""
+    from datetime import datetime
+
+    from hf_tuner import rundir
+    from hf_tuner.run import _now
+    from hf_tuner.runs import list_runs
+
+    first = _now()
+    time.sleep(0.005)
+    assert datetime.fromisoformat(_now()) > datetime.fromisoformat(first)
+    for name, started in (("b-older", "2026-12-07T04:30:12.100+00:00"), ("a-newer", "2026-12-07T04:30:12.900+00:00"),
+                          ("c-oldest", "2026-12-07T04:30:11+00:00")):  # a summary written before milliseconds
+        (tmp_path / name).mkdir()
+        rundir.write_summary(tmp_path / name, rundir.RunSummary(status="completed", started_at=started))
+    assert [r.name for r in list_runs(tmp_path)] == ["a-newer", "b-older", "c-oldest"]
+
+
 def test_runs_with_no_runs_folder_says_so(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = cli("runs")
