@@ -21,8 +21,9 @@ The first step is left out of the table (warm-up: lazy initialisation, first all
 before it), `--whole-reward` the reward's trimmed last layer (`families.first_token_last_layer`); with
 both and the override `reward=[{model: runs/quickstart, label: positive, precision: fp32}]` the step
 is TRL's own. `--model-decode` decodes through the policy's own forward instead of
-`decoding.OneTokenDecoder` (the same tokens for a seed: the run folder, bench/results/grpo-profile-run,
-ends with the same `model.safetensors` and `samples_after.jsonl` either way). `--runs` is the folder
+`decoding.OneTokenDecoder` (the same tokens for a seed: the run folder beside --json,
+bench/results/grpo-profile-run by default, ends with the same `model.safetensors` and
+`samples_after.jsonl` either way). `--runs` is the folder
 holding `quickstart/` and `gpt2-tweets/` (the recipe's reward and policy); they are trained there
 first when missing. Extra arguments are recipe overrides (e.g. to try a setting).
 """
