@@ -696,12 +696,11 @@ def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
         finally:
             self.model.train()
 
-    original = decoding.OneTokenDecoder.step
     decoding.OneTokenDecoder.step = without_dropout
     try:
         refused, calls = run(broken)
     finally:
-        decoding.OneTokenDecoder.step = original
+        decoding.OneTokenDecoder.step = step
     assert loops.DECODES[broken] is False and calls > 2
     loops.DECODES[broken] = False
     assert torch.equal(refused, run(broken)[0])  # the model's own tokens, the same as with no decoder at all
