@@ -311,8 +311,11 @@ class Objective:
         return {k: v for k, v in kwargs.items() if v is not None}
 
     def build_trainer(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits) -> Any:
-        """The trainer that trains on `features.train` and evaluates on `features.validation`."""
-        return self.trainer_class()(model=model, args=args, train_dataset=features.train, eval_dataset=features.validation,
+        """The trainer that trains on `features.train` and evaluates on `features.validation`
+        (length-grouped batches under `train_sampling_strategy: group_by_length`: `sampling`)."""
+        from .sampling import length_grouped
+
+        return length_grouped(self.trainer_class())(model=model, args=args, train_dataset=features.train, eval_dataset=features.validation,
                                     **with_metric_modules(job, processing, self.trainer_kwargs(job, model, processing)))
 
     def evaluator(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits,

@@ -157,33 +157,7 @@ def pair_length_grouped(trainer_class: Any) -> Any:
     group_by_length` working on pairs. Transformers' own sampler infers lengths from an `input_ids`
     column, which tokenised pairs do not have (`chosen_ids` / `rejected_ids`), and a length column
     would be dropped as unused before the sampler sees it; TRL's trainers leave the sampler alone.
-    The sampler orders pair indices, so chosen and rejected stay together; under accelerate every
-    process draws the same order and takes its share of each batch, as for the text tasks."""
+    The sampler orders pair indices, so chosen and rejected stay together."""
+    from .sampling import length_grouped
 
-    def grouped(args: Any, dataset: Any) -> bool:
-        columns = getattr(dataset, "column_names", None) or []
-        return args.train_sampling_strategy == "group_by_length" and {"chosen_ids", "rejected_ids"} <= set(columns)
-
-    class PairLengthGrouped(trainer_class):
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            dataset = self.train_dataset if train_dataset is None else train_dataset
-            if not grouped(self.args, dataset):
-                return super()._get_train_sampler(train_dataset)
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=pair_lengths(dataset))
-
-        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-            # transformers groups evaluation batches too under group_by_length, in a seeded order
-            if not grouped(self.args, eval_dataset):
-                return super()._get_eval_sampler(eval_dataset)
-            import torch
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            return LengthGroupedSampler(self.args.eval_batch_size, lengths=pair_lengths(eval_dataset),
-                                        generator=torch.Generator().manual_seed(seed))
-
-    PairLengthGrouped.__name__ = PairLengthGrouped.__qualname__ = trainer_class.__name__
-    return PairLengthGrouped
+    return length_grouped(trainer_class, pair_lengths, ("chosen_ids", "rejected_ids"))
