@@ -1,13 +1,14 @@
-"""Length-grouped training batches (`training.train_sampling_strategy: group_by_length`, the text tasks'
-default), for every trainer a task builds.
+"""Length-grouped training batches (`training.train_sampling_strategy: group_by_length`: the default of
+text classification, QA, seq2seq, reward models and DPO), for every trainer a task builds.
 
 transformers' `LengthGroupedSampler` draws a random permutation, cuts it into mega-batches of up to 50
 batches, sorts each mega-batch by length (longest first) and returns the mega-batches one after another.
 Inside a mega-batch the batches therefore come in order of falling length: each epoch is a few sweeps
 from the longest examples to the shortest, and on data whose length says something about the example
 (long tweets hold more entities; a long continuation is a different kind of text) the model trains on
-one kind of batch for dozens of steps, then on another. That ordering, not the grouping, cost quality
-(bench/README.md, "Length-grouped batches and quality"). Here the batches of all the mega-batches are
+one kind of batch for dozens of steps, then on another. That ordering was most of what grouping cost
+(bench/README.md, "Length-grouped batches and quality": half of NER's F1 gap, four fifths of unpacked
+causal-LM's perplexity gap; what is left made random order those two tasks' default). Here the batches of all the mega-batches are
 shuffled as well, so each batch still holds examples of about one length (the speed) while the order
 of batches is as random as in random sampling. The longest example goes into the first batch, as in
 transformers, so that running out of memory happens at the first step.
@@ -65,6 +66,10 @@ def length_grouped(trainer_class: Any, lengths: Callable[[Any], list[int]] = inp
     class; under accelerate every process draws the same order and takes its share of each batch."""
     from torch.utils.data import Sampler
 
+    def grouped(args: Any, dataset: Any) -> bool:
+        names = set(getattr(dataset, "column_names", None) or [])
+        return args.train_sampling_strategy == "group_by_length" and set(columns) <= names
+
     class LengthGroupedSampler(Sampler):
         def __init__(self, row_lengths: list[int], batch_size: int) -> None:
             self.lengths, self.batch_size = row_lengths, batch_size
@@ -78,8 +83,7 @@ def length_grouped(trainer_class: Any, lengths: Callable[[Any], list[int]] = inp
     class LengthGrouped(trainer_class):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = self.train_dataset if train_dataset is None else train_dataset
-            names = set(getattr(dataset, "column_names", None) or [])
-            if self.args.train_sampling_strategy != "group_by_length" or not set(columns) <= names:
+            if not grouped(self.args, dataset):
                 return super()._get_train_sampler(train_dataset)
             return LengthGroupedSampler(lengths(dataset), self.args.train_batch_size * self.args.gradient_accumulation_steps)
 
@@ -87,8 +91,7 @@ def length_grouped(trainer_class: Any, lengths: Callable[[Any], list[int]] = inp
             # transformers also groups evaluation batches under group_by_length, in an order seeded by
             # the run's seed (the loss and metrics do not depend on it); it finds lengths in
             # `input_ids` only, so a data set of other columns gets them from `lengths`
-            names = set(getattr(eval_dataset, "column_names", None) or [])
-            if self.args.train_sampling_strategy != "group_by_length" or not set(columns) <= names:
+            if not grouped(self.args, eval_dataset):
                 return super()._get_eval_sampler(eval_dataset)
             import torch
             from transformers.trainer_pt_utils import LengthGroupedSampler as EvalSampler
