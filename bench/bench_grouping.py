@@ -1,7 +1,7 @@
 """Does the length-grouped default cost quality? Each task's offline twin trained at a schedule where the
 model has learned, three ways, over several seeds; each run in its own child process:
 
-  grouped        the default: `train_sampling_strategy: group_by_length` (hf_tuner.tasks.sampling: batches
+  grouped        the default: `train_sampling_strategy: group_by_length` (hf_tuner.tasks.parts.sampling: batches
                  of about one length, the batches shuffled)
   grouped-stock  the same with transformers' mega-batch order (each mega-batch's batches longest to
                  shortest, the mega-batches one after another): hf-tuner's default before issue 31
@@ -66,7 +66,7 @@ def child(task: str, variant: str, seed: int, policy: str) -> None:
     if variant == "grouped-stock":
         from transformers.trainer_pt_utils import get_length_grouped_indices
 
-        import hf_tuner.tasks.sampling as sampling
+        import hf_tuner.tasks.parts.sampling as sampling
 
         sampling.length_grouped_indices = get_length_grouped_indices
     from hf_tuner.recipes import load_config

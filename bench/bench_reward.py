@@ -159,7 +159,7 @@ def run_trl(work: Path, args: argparse.Namespace, run: str) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_tuner.tasks.preference import pair_encoder
+    from hf_tuner.tasks.parts.preference import pair_encoder
     from hf_tuner.tasks.reward_modeling import pair_metrics
     from datasets import load_dataset
 

@@ -55,7 +55,8 @@ def main() -> None:
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
     from hf_tuner.rundir import RunSummary
-    from hf_tuner.tasks import families, policy
+    from hf_tuner.tasks import policy
+    from hf_tuner.tasks.parts import families
 
     sys.path.insert(0, str(Path(__file__).parent))
     from profile_grpo import ensure_runs

@@ -69,8 +69,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_tuner.tasks.families import first_token_last_layer
-    from hf_tuner.tasks.loops import DECODES, inverse_cdf, sample
+    from hf_tuner.tasks.parts.families import first_token_last_layer
+    from hf_tuner.tasks.parts.loops import DECODES, inverse_cdf, sample
 
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)

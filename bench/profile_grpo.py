@@ -111,7 +111,8 @@ def main() -> None:
 
     from hf_tuner.recipes import load_config
     from hf_tuner.run import train
-    from hf_tuner.tasks import decoding, families, policy
+    from hf_tuner.tasks import policy
+    from hf_tuner.tasks.parts import decoding, families
 
     if args.trl_sampling:
         policy.lean_sampling = lambda base: base

@@ -120,7 +120,7 @@ def build_config(data: dict[str, Any], source: str = "recipe") -> RunConfig:
     from pydantic import ValidationError
 
     from .config import format_validation_error
-    from .tasks import data_keys_elsewhere, get_task, recipe_model, task_names
+    from .tasks import data_keys_elsewhere, get_task, recipe_model, recipe_problems, task_names
 
     task = data.get("task")
     if task is None:
@@ -136,7 +136,7 @@ def build_config(data: dict[str, Any], source: str = "recipe") -> RunConfig:
         cfg = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {format_validation_error(exc, model, data_keys_elsewhere(task))}") from None
-    problems = task_cls.check_config(cfg)
+    problems = recipe_problems(task_cls, cfg)
     if problems:
         raise ConfigError(f"{source}: " + ("; ".join(problems) if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)))
     return cfg

@@ -297,7 +297,7 @@ def test_seq2seq_generates_and_scores_with_rouge(cli, tmp_path):
 
 @pytest.mark.slow
 def test_image_classification_accuracy_and_confusion(cli, tmp_path):
-    import hf_tuner.tasks.image_classification as ic
+    import hf_tuner.tasks.parts.images as ic
     import torch
     from PIL import Image
     from transformers import AutoConfig, ViTForImageClassification

@@ -23,7 +23,7 @@ def shapes(tmp_path_factory):
     from PIL import Image, ImageDraw
 
     from hf_tuner.modeling import train_tokenizer
-    from hf_tuner.tasks.image_classification import build_image_processor
+    from hf_tuner.tasks.parts.images import build_image_processor
 
     root = tmp_path_factory.mktemp("captions")
     (root / "img").mkdir()

@@ -199,7 +199,7 @@ def test_augmentation_keeps_the_size_and_varies_the_image():
 
     from PIL import Image
 
-    from hf_tuner.tasks.image_classification import augment_image
+    from hf_tuner.tasks.parts.images import augment_image
 
     random.seed(0)
     image = Image.fromarray(np.tile(np.arange(32, dtype=np.uint8) * 8, (24, 1)))  # a left-to-right ramp
@@ -211,7 +211,7 @@ def test_augmentation_keeps_the_size_and_varies_the_image():
 def test_transform_gives_pixel_values_of_the_model_size(tmp_path):
     from datasets import Dataset, Image
 
-    from hf_tuner.tasks.image_classification import ImageTransform, build_image_processor, collate_images
+    from hf_tuner.tasks.parts.images import ImageTransform, build_image_processor, collate_images
 
     folder = write_folder(tmp_path / "images", per_class=2)
     paths = sorted(str(p) for p in folder.rglob("*.png"))
@@ -234,7 +234,7 @@ def test_lora_adapter_only_on_a_pretrained_checkpoint_and_a_hub_style_parquet(cl
     from PIL import Image
     from transformers import ViTConfig, ViTModel
 
-    from hf_tuner.tasks.image_classification import build_image_processor
+    from hf_tuner.tasks.parts.images import build_image_processor
 
     names = ["red", "green", "blue"]
     rng = np.random.default_rng(0)

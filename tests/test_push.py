@@ -279,7 +279,7 @@ def test_merge_lora_for_an_image_classifier(cli, hub, tmp_path):
     from peft import PeftModel
     from transformers import AutoConfig, ViTForImageClassification
 
-    from hf_tuner.tasks.image_classification import build_image_processor
+    from hf_tuner.tasks.parts.images import build_image_processor
 
     config = AutoConfig.for_model("vit", image_size=28, patch_size=7, num_channels=1, hidden_size=32, num_hidden_layers=1,
                                   num_attention_heads=2, intermediate_size=64, num_labels=3)

@@ -318,7 +318,7 @@ HELD_OUT = ["data.validation={eval_prompts}", "data.max_eval_samples=64", "data.
 
 def counting_samples(monkeypatch) -> list[int]:
     """Count the completions TRL's trainer gets from `loops.sample` (hf-tuner's lean sampling)."""
-    from hf_tuner.tasks import loops
+    from hf_tuner.tasks.parts import loops
 
     counted: list[int] = []
     original = loops.sample
@@ -434,7 +434,7 @@ def test_a_classifier_reward_cuts_texts_to_its_positions(classifier):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_tuner.tasks.rewards import ModelReward, RewardSpec
+    from hf_tuner.tasks.parts.rewards import ModelReward, RewardSpec
 
     reward = ModelReward(RewardSpec(model=str(classifier), label="positive", precision="fp32"), 0)
     completions = [" what a great day" * 40, " ok"]
@@ -452,7 +452,7 @@ def test_a_classifier_reward_in_bf16_stays_within_bf16_rounding_of_fp32(classifi
     """`precision: bf16` scores under torch.autocast: each probability within 0.02 of the fp32 one
     (bf16 keeps 8 significant bits, about 0.4% per operation; set before the run), and not all
     equal to it (the autocast really ran)."""
-    from hf_tuner.tasks.rewards import ModelReward, RewardSpec
+    from hf_tuner.tasks.parts.rewards import ModelReward, RewardSpec
 
     rng = random.Random(3)
     prompts = [" ".join(sentence(rng, 2, 6)) for _ in range(24)]
@@ -468,7 +468,7 @@ def test_held_out_scores_come_from_the_whole_model_in_fp32(classifier):
     """`total_reward(..., exact=True)` (the held-out samples before and after training) scores with
     the model as saved, whatever the reward's training-time precision: a bf16 reward's exact scores
     are the fp32 reward's, its training scores are not."""
-    from hf_tuner.tasks.rewards import ModelReward, RewardSpec, total_reward
+    from hf_tuner.tasks.parts.rewards import ModelReward, RewardSpec, total_reward
 
     rng = random.Random(4)
     prompts = [" ".join(sentence(rng, 2, 6)) for _ in range(12)]
@@ -502,8 +502,8 @@ def test_the_first_token_last_layer_gives_the_whole_models_logits(model_type, at
     by more than 1e-2 (the check can tell)."""
     import torch
 
-    from hf_tuner.tasks import families
-    from hf_tuner.tasks.families import first_token_last_layer, trims_to_first_token
+    from hf_tuner.tasks.parts import families
+    from hf_tuner.tasks.parts.families import first_token_last_layer, trims_to_first_token
 
     model = tiny_sequence_classifier(model_type, attention)
     ids = torch.randint(5, 100, (4, 9))
@@ -534,7 +534,7 @@ def test_the_first_token_last_layer_gives_the_whole_models_logits(model_type, at
 
 @pytest.mark.parametrize("model_type", ["gpt2", "distilbert"])
 def test_models_whose_head_reads_other_tokens_are_not_trimmed(model_type):
-    from hf_tuner.tasks.families import trims_to_first_token
+    from hf_tuner.tasks.parts.families import trims_to_first_token
 
     assert not trims_to_first_token(tiny_sequence_classifier(model_type))  # GPT-2 reads the last token
 
@@ -543,8 +543,8 @@ def test_a_classifier_reward_trims_its_last_layer_after_checking_it(classifier, 
     """A BERT classifier reward checks the trimmed last layer against the whole model on its first
     call, then scores training steps with it (the same scores); a trimmed layer that disagrees is
     never used."""
-    from hf_tuner.tasks import families
-    from hf_tuner.tasks.rewards import ModelReward, RewardSpec
+    from hf_tuner.tasks.parts import families
+    from hf_tuner.tasks.parts.rewards import ModelReward, RewardSpec
 
     rng = random.Random(5)
     prompts = [" ".join(sentence(rng, 2, 6)) for _ in range(10)]
@@ -573,7 +573,7 @@ def test_a_classifier_reward_trims_its_last_layer_after_checking_it(classifier, 
 def test_auto_precision_takes_bf16_only_on_a_gpu_that_runs_it(monkeypatch):
     import torch
 
-    from hf_tuner.tasks import rewards
+    from hf_tuner.tasks.parts import rewards
 
     cpu = torch.device("cpu")
     assert rewards.reward_autocast("fp32", cpu) is None
@@ -620,7 +620,7 @@ def test_lean_sampling_gives_generates_tokens_with_the_same_random_draw(attentio
     import torch
     from transformers import GenerationConfig
 
-    from hf_tuner.tasks.loops import plain_sampling, sample
+    from hf_tuner.tasks.parts.loops import plain_sampling, sample
     from hf_tuner.tasks.policy import sample_or_generate
 
     model, ids, mask = tiny_sampler_model(attention)
@@ -655,7 +655,7 @@ def test_one_token_decoder_gives_the_models_own_tokens_with_dropout():
     import torch
     from transformers import AutoConfig, GPT2LMHeadModel
 
-    from hf_tuner.tasks import decoding, loops
+    from hf_tuner.tasks.parts import decoding, loops
 
     torch.manual_seed(0)
     config = AutoConfig.for_model("gpt2", vocab_size=50, n_layer=2, n_embd=32, n_head=4, n_positions=64,
@@ -713,7 +713,7 @@ def test_inverse_cdf_draws_follow_the_probabilities():
     (p = 0.001, 4 degrees of freedom; set before the run), and a token of probability 0 never drawn."""
     import torch
 
-    from hf_tuner.tasks.loops import inverse_cdf
+    from hf_tuner.tasks.parts.loops import inverse_cdf
 
     p = torch.tensor([0.0, 0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
     torch.manual_seed(1)
@@ -910,7 +910,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 from trl import RewardConfig, RewardTrainer
-from hf_tuner.tasks.preference import pair_length_grouped
+from hf_tuner.tasks.parts.preference import pair_length_grouped
 
 tokenizer_dir, out, strategy, lengths = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -992,7 +992,7 @@ def test_grouped_pairs_come_once_per_epoch_chosen_with_rejected(bert_base, tmp_p
 
 
 def test_shared_tags_penalise_one_tag_in_every_completion():
-    from hf_tuner.tasks.rewards import import_function, shared_tags
+    from hf_tuner.tasks.parts.rewards import import_function, shared_tags
 
     assert import_function("shared_tags", 0) is shared_tags  # bundled: usable by name from any recipe
     # the tag, and the tag with characters glued on or as a mention (compared on its first 7 characters)
@@ -1004,7 +1004,7 @@ def test_shared_tags_penalise_one_tag_in_every_completion():
 
 
 def test_repeated_words_and_a_bundled_name_typo(cli, files):
-    from hf_tuner.tasks.rewards import repeated_words
+    from hf_tuner.tasks.parts.rewards import repeated_words
 
     assert repeated_words(completions=["great great great day", "a fine day", ""]) == pytest.approx([-0.5, 0.0, 0.0])
     result = cli("validate", files.grpo, "reward=[{function: shared_tag}]")

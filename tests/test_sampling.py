@@ -1,4 +1,4 @@
-"""Length-grouped training batches (hf_tuner.tasks.sampling): batches of about one length, in a random
+"""Length-grouped training batches (hf_tuner.tasks.parts.sampling): batches of about one length, in a random
 order. transformers' mega-batch sampler gives the batches of each mega-batch longest to shortest, and
 that order cost NER 0.07-0.1 entity F1 against random batches (bench/README.md)."""
 from __future__ import annotations
@@ -36,7 +36,7 @@ def padding(batches: list[list[int]]) -> int:
 
 
 def test_grouped_batches_hold_one_length_each_in_a_random_order():
-    from hf_tuner.tasks.sampling import length_grouped_indices
+    from hf_tuner.tasks.parts.sampling import length_grouped_indices
 
     lengths = lengths_of(2035)  # ner-tweets' train split: 127 full batches and a remainder of 3
     torch.manual_seed(0)
@@ -67,7 +67,7 @@ def test_transformers_mega_batch_order_would_be_caught():
 
 
 def test_each_epoch_draws_another_order_and_a_seed_repeats_it():
-    from hf_tuner.tasks.sampling import length_grouped_indices
+    from hf_tuner.tasks.parts.sampling import length_grouped_indices
 
     lengths = lengths_of(500)
     torch.manual_seed(3)
@@ -83,7 +83,7 @@ def test_every_trainer_a_task_builds_groups_with_it():
     from datasets import Dataset
     from transformers import Trainer
 
-    from hf_tuner.tasks.sampling import length_grouped
+    from hf_tuner.tasks.parts.sampling import length_grouped
 
     lengths = lengths_of(2000)
     data = Dataset.from_dict({"input_ids": [[1] * n for n in lengths]})

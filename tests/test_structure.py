@@ -178,6 +178,33 @@ def test_an_upward_import_would_be_found():
         "hf_tuner.data (layer 1) imports hf_tuner.run (layer 3)"]
 
 
+def task_module_imports(edges: dict[str, set[str]]) -> list[str]:
+    """Imports of a task module by another task module or by a part. Task modules are the modules of
+    `hf_tuner.tasks` besides the registry and `base`; what two tasks share lives in `hf_tuner.tasks.parts`."""
+    def is_task_module(name: str) -> bool:
+        parts = name.split(".")
+        return len(parts) == 3 and parts[:2] == ["hf_tuner", "tasks"] and parts[2] not in ("base", "parts")
+
+    def is_part(name: str) -> bool:
+        return name.startswith("hf_tuner.tasks.parts")
+
+    return sorted(f"{a} imports {b}" for a, targets in edges.items() if is_task_module(a) or is_part(a)
+                  for b in targets if is_task_module(b))
+
+
+def test_a_task_module_imports_only_the_base_and_the_parts():
+    edges = graph()
+    assert "hf_tuner.tasks.parts.families" in edges["hf_tuner.tasks.dpo"]  # the graph sees the parts
+    assert task_module_imports(edges) == []
+
+
+def test_a_task_module_importing_another_would_be_found():
+    edges = {"hf_tuner.tasks.dpo": {"hf_tuner.tasks.causal_lm", "hf_tuner.tasks.base", "hf_tuner.tasks.parts.families"},
+             "hf_tuner.tasks.parts.images": {"hf_tuner.tasks.image_classification"}}
+    assert task_module_imports(edges) == ["hf_tuner.tasks.dpo imports hf_tuner.tasks.causal_lm",
+                                          "hf_tuner.tasks.parts.images imports hf_tuner.tasks.image_classification"]
+
+
 def test_no_registered_task_inherits_another():
     from hf_tuner.tasks import get_task, task_names
 

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from hf_tuner.config import DataConfig
 from hf_tuner.tasks.base import CardInfo, DataPart, Objective, Task, load_checked
-from hf_tuner.tasks.families import TextHeadFamily
+from hf_tuner.tasks.parts.families import TextHeadFamily
 
 
 class ScoreData(DataConfig):
@@ -181,3 +181,14 @@ def test_a_registered_target_that_is_not_a_task_is_a_clean_error(cli, monkeypatc
     recipe.write_text("task: broken\nmodel: {name_or_path: x}\ndata: {train: x.csv}\n")
     assert_clean_error(cli("validate", recipe), 2, "which is not a hf_tuner.tasks.base.Task")
     tasks.recipe_model.cache_clear()
+
+
+def test_which_runs_a_task_starts_from_is_the_kind_of_model_they_hold():
+    from hf_tuner.tasks import get_task
+
+    dpo, grpo, reward, text = (get_task(n) for n in ("dpo", "grpo", "reward-modeling", "text-classification"))
+    causal = get_task("causal-lm")
+    assert dpo.may_start_from(grpo) and grpo.may_start_from(dpo) and dpo.may_start_from(causal)  # all hold a causal LM
+    assert causal.may_start_from(dpo)  # SFT again on top of a DPO model
+    assert reward.may_start_from(dpo) and reward.may_start_from(text)
+    assert not text.may_start_from(causal) and not dpo.may_start_from(text) and not text.may_start_from(reward)

@@ -87,6 +87,23 @@ def get_task(name: str) -> "Task":
     return target
 
 
+def recipe_problems(task: "Task", cfg: "RunConfig") -> list[str]:
+    """Cross-field problems of a recipe (`Task.check_config`), and a starting run folder
+    (`model.name_or_path`) of a task whose model this task cannot start from (`Task.may_start_from`)."""
+    from pathlib import Path
+
+    from ..rundir import run_task
+
+    problems = []
+    source = cfg.model.name_or_path
+    other = run_task(Path(source).expanduser()) if source and not source.startswith("packaged:") else None
+    if other is not None and other in REGISTRY and not task.may_start_from(get_task(other)):
+        kinds = task.starts_from or (task.model_kind,)
+        problems.append(f"model.name_or_path: {source} is a {other} run; a {task.name} run starts from a "
+                        f"{' / '.join(kinds)} model")
+    return problems + task.check_config(cfg)
+
+
 @functools.lru_cache(maxsize=None)
 def recipe_model(name: str) -> "type[RunConfig]":
     """The recipe schema of task `name`: the shared sections with the task's `data:` schema and a

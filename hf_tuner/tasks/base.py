@@ -95,16 +95,19 @@ def trl_setting(cfg: RunConfig, arguments: str, name: str) -> Any:
 # ------------------------------------------------------------------------------------------ parts
 
 
+@dataclass(frozen=True)
 class Family:
     """A model family: which Auto class, how its tokenizer or processor is built and fixed up, how a
-    model is loaded or built and made to fit its tokenizer, how a finished run is loaded."""
+    model is loaded or built and made to fit its tokenizer, how a finished run is loaded. A family is
+    a value with settings (the fields below; a concrete family sets its own defaults), so another head
+    of a family is another value (`TextHeadFamily(auto_model=..., peft_task_type=...)`), not a class."""
 
-    auto_model: ClassVar[str] = ""  # the transformers Auto class, by name (imported lazily)
-    processor: ClassVar[str] = "AutoTokenizer"  # the Auto class of the saved tokenizer / processor
-    peft_task_type: ClassVar[Optional[str]] = None  # peft TaskType name, None when peft has none (ViT)
-    lora_modules_to_save: ClassVar[tuple[str, ...]] = ()  # heads to train fully next to the adapter
-    needs_tokenizer: ClassVar[bool] = True  # a model built from scratch needs a tokenizer named or trained
-    two_halves: ClassVar[bool] = False  # takes model.encoder + model.decoder (two pretrained halves)
+    auto_model: str = ""  # the transformers Auto class, by name (imported lazily)
+    processor: str = "AutoTokenizer"  # the Auto class of the saved tokenizer / processor
+    peft_task_type: Optional[str] = None  # peft TaskType name, None when peft has none (ViT)
+    lora_modules_to_save: tuple[str, ...] = ()  # heads to train fully next to the adapter
+    needs_tokenizer: bool = True  # a model built from scratch needs a tokenizer named or trained
+    two_halves: bool = False  # takes model.encoder + model.decoder (two pretrained halves)
 
     def auto_class(self) -> Any:
         import transformers
@@ -132,15 +135,22 @@ class Family:
         return {}
 
     def load_model(self, job: "Job", splits: Splits, processing: Any) -> Any:
-        """The model to train: pretrained or built from scratch, fitted to the tokenizer, then LoRA."""
-        from ..modeling import apply_lora, load_config_for, load_model
+        """The model to train: pretrained or built from scratch (`build_model`), fitted to the
+        tokenizer (`fix_up`), then LoRA."""
+        from ..modeling import apply_lora
 
-        kwargs = {**self.config_kwargs(job, splits, processing), **job.objective.model_config(job)}
-        model = load_model(self.auto_class(), job.cfg.model, load_config_for(job.cfg.model, **kwargs), notes=job.notes)
-        model = self.fix_up(job, model, processing)
+        model = self.fix_up(job, self.build_model(job, splits, processing), processing)
         if job.cfg.method.name == "lora":
             model = apply_lora(model, job.cfg.method.lora, self.peft_task_type, list(self.lora_modules_to_save))
         return model
+
+    def build_model(self, job: "Job", splits: Splits, processing: Any) -> Any:
+        """The pretrained or new model, before fix-ups: the Auto class on the recipe's model config
+        with the family's and the objective's config values."""
+        from ..modeling import load_config_for, load_model
+
+        kwargs = {**self.config_kwargs(job, splits, processing), **job.objective.model_config(job)}
+        return load_model(self.auto_class(), job.cfg.model, load_config_for(job.cfg.model, **kwargs), notes=job.notes)
 
     def fix_up(self, job: "Job", model: Any, processing: Any) -> Any:
         """Make a loaded model fit its tokenizer and data (also a finished run's model in `eval`)."""
@@ -313,7 +323,7 @@ class Objective:
     def build_trainer(self, job: "Job", args: Any, model: Any, processing: Any, features: Splits) -> Any:
         """The trainer that trains on `features.train` and evaluates on `features.validation`
         (length-grouped batches under `train_sampling_strategy: group_by_length`: `sampling`)."""
-        from .sampling import length_grouped
+        from .parts.sampling import length_grouped
 
         return length_grouped(self.trainer_class())(model=model, args=args, train_dataset=features.train, eval_dataset=features.validation,
                                     **with_metric_modules(job, processing, self.trainer_kwargs(job, model, processing)))
@@ -404,8 +414,19 @@ class Task:
     data: DataPart
     objective: Objective
     card: CardInfo
-    # tasks whose run folders this task may start from (model.name_or_path); empty: its own only
-    model_kinds: tuple[str, ...] = ()
+    # the kind of model its run folders hold (empty: the task's name); runs of tasks that make one kind
+    # are interchangeable starting points (a dpo run holds a causal-lm model)
+    makes: str = ""
+    # the kinds of model whose run folders this task may start from (model.name_or_path); empty: its own
+    starts_from: tuple[str, ...] = ()
+
+    @property
+    def model_kind(self) -> str:
+        return self.makes or self.name
+
+    def may_start_from(self, other: "Task") -> bool:
+        """Whether a run folder of task `other` is a starting point of this task's runs."""
+        return other.model_kind in (self.starts_from or (self.model_kind,))
 
     @property
     def data_schema(self) -> type[DataConfig]:
@@ -423,15 +444,6 @@ class Task:
                             "or model.tokenizer.name_or_path")
         if cfg.model.encoder and not self.family.two_halves:
             problems.append(f"model.encoder / model.decoder: a {self.name} model is one checkpoint: use model.name_or_path")
-        source = cfg.model.name_or_path
-        if source and not source.startswith("packaged:"):
-            from ..rundir import run_task
-
-            kinds = self.model_kinds or (self.name,)
-            task = run_task(Path(source).expanduser())
-            if task is not None and task not in kinds:
-                problems.append(f"model.name_or_path: {source} is a {task} run; a {self.name} run starts from a "
-                                f"{' / '.join(kinds)} model")
         modules = metric_modules(self.objective, cfg)
         if modules and not self.objective.scores_modules:
             problems.append(f"eval.metrics: a {self.name} run reports a fixed set of metrics (its main one: "
@@ -453,7 +465,13 @@ class Job:
     labels: Optional[list[str]] = None  # a classifier's labels, in id order (set when the data loads)
     notes: list[str] = field(default_factory=list)  # one-line facts for validate / summary.json
     cache_hits: Optional[dict[str, bool]] = None  # split -> tokenised data read from the cache
-    state: dict[str, Any] = field(default_factory=dict)  # what a part keeps between its calls
+    # what the parts learn about the run and keep between their calls:
+    num_channels: int = 3  # image tasks: the channels the model takes (set when the model loads)
+    rows_per_example: float = 1.0  # training rows one data row becomes (QA: windows per question)
+    examples: dict[str, Any] = field(default_factory=dict)  # split -> untokenised rows post-processing needs (QA)
+    predictions: dict[str, Any] = field(default_factory=dict)  # split -> the last evaluation's predictions (QA)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # phase -> generated samples
+    rewards: Optional[list[Any]] = None  # a policy's reward functions, built once (GRPO, RLOO)
 
     @property
     def family(self) -> Family:

@@ -21,9 +21,10 @@ from pydantic import Field
 
 from ..config import DataConfig, RunConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, require_texts
-from .families import CausalLMFamily, encode_starts
+from .parts.families import CausalLMFamily, encode_starts
+from .parts.language import complete_prompts, perplexity_trainer_class
 
 IGNORE = -100  # the label torch's cross-entropy skips
 TOKENISATION_VERSION = 1  # part of the cache key: bump when `document_tokenizer` changes what it writes
@@ -91,25 +92,6 @@ class CausalLMCollator:
                 batch["attention_mask"].append([1] * n + [0] * gap)
         return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
-
-def perplexity_trainer_class() -> Any:
-    """A Trainer whose evaluation also reports perplexity (causal and masked language models)."""
-    from transformers import Trainer
-
-    class CausalLMTrainer(Trainer):
-        """A Trainer whose evaluation also reports perplexity = exp(mean loss)."""
-
-        def evaluation_loop(self, *args: Any, **kwargs: Any):
-            output = super().evaluation_loop(*args, **kwargs)
-            from ..metrics import perplexity
-
-            prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-            loss = output.metrics.get(f"{prefix}_loss")
-            if loss is not None:
-                output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
-            return output
-
-    return CausalLMTrainer
 
 
 class CausalLMData(DataConfig):
@@ -196,20 +178,6 @@ class Documents(DataPart):
         kept = [min(v, job.cfg.data.max_length) for v in lengths[0].values]
         return max(1, round(rows * sum(kept) / len(kept) / job.cfg.data.max_length))  # blocks of max_length tokens
 
-
-def complete_prompts(job: Job, loaded: Loaded, inputs: list[str], max_new_tokens: int = 50, do_sample: bool = False,
-                     temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1, seed: int = 0,
-                     batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
-    """`predict` of every causal-LM task: a continuation of each prompt, which begins a document
-    ([{"input": prompt, "output": continuation}])."""
-    if temperature <= 0:
-        raise ConfigError("--temperature must be above 0 (use --greedy for deterministic output)")
-    if not 0 < top_p <= 1:
-        raise ConfigError("--top-p must be in (0, 1]")
-    texts, _ = job.family.complete(loaded, inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                   temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed,
-                                   batch_size=batch_size)
-    return [{"input": prompt, "output": text.strip()} for prompt, text in zip(inputs, texts)]
 
 
 class LanguageModeling(Objective):

@@ -12,9 +12,9 @@ from typing import Any, Optional
 from ..data import Splits
 from ..errors import ConfigError
 from .base import CardInfo, Job, Loaded, Objective, Task, fit_tokenizer, rounded
-from .causal_lm import complete_prompts
-from .families import CausalLMFamily
-from .preference import PreferencePairs, pair_length_grouped
+from .parts.language import complete_prompts
+from .parts.families import CausalLMFamily
+from .parts.preference import PreferencePairs, pair_length_grouped
 
 # TRL's eval metric names -> the names hf-tuner reports
 METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
@@ -87,5 +87,6 @@ TASK = Task(
     data=PreferencePairs(),
     objective=DPOObjective(),
     card=CardInfo("text-generation", "Text Generation"),
-    model_kinds=("causal-lm", "dpo", "grpo", "rloo"),
+    makes="causal-lm",
+    starts_from=("causal-lm",),
 )

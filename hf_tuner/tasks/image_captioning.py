@@ -20,22 +20,21 @@ and the exact-match share. transformers 5 has no image-to-text pipeline: `predic
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from pydantic import Field
 
 from ..config import DataConfig, RunConfig
-from ..data import FILE_BUILDERS, Splits
+from ..data import Splits
 from ..errors import ConfigError, DataError
-from ..packaged import is_packaged, resolve_dataset
 from .base import CardInfo, DataPart, Family, Job, Loaded, Objective, Task, ensure_pad_token, load_checked, model_of
-from .image_classification import as_image_column, build_image_processor, check_images, open_image, processor_size
-from .loops import generate
+from .parts.images import DEFAULT_IMAGE_SIZE, as_image_column, base_dir, build_image_processor, check_images, open_image, processor_size
+from .parts.loops import generate
 
 IGNORE = -100
 SCRATCH_TYPE = "vision-encoder-decoder"
-DEFAULT_IMAGE_SIZE = 224
 CIDER_HINT = "CIDEr-D needs pycocoevalcap: pip install 'hf-tuner[captioning]'"
 SHEET_SAMPLES = 16  # images on a sample sheet
 CAPTIONS = "captions"  # the column several caption columns are merged into
@@ -98,13 +97,14 @@ def image_size_of(job: Job) -> int:
     return int(d.image_size or DEFAULT_IMAGE_SIZE)
 
 
+@dataclass(frozen=True)
 class VisionEncoderDecoderFamily(Family):
     """`VisionEncoderDecoderModel`: ViT encoder, GPT-2 decoder (cross-attention), a tokenizer and an
     image processor (`CaptionProcessing`)."""
 
-    auto_model = "VisionEncoderDecoderModel"
-    peft_task_type = None  # peft has no task type for it: a plain PeftModel, all linear layers of both halves
-    two_halves = True
+    auto_model: str = "VisionEncoderDecoderModel"
+    peft_task_type: Optional[str] = None  # peft has no task type for it: a plain PeftModel, all linear layers of both halves
+    two_halves: bool = True
 
     def build_processing(self, job: Job, splits: Splits) -> Any:
         m = job.cfg.model
@@ -133,8 +133,9 @@ class VisionEncoderDecoderFamily(Family):
     def fix_processing(self, processing: Any) -> Any:
         return ensure_pad_token(processing, add_eos=True)
 
-    def load_model(self, job: Job, splits: Splits, processing: Any) -> Any:
-        from ..modeling import apply_lora, load_config_for, load_model
+    def build_model(self, job: Job, splits: Splits, processing: Any) -> Any:
+        """Both halves built from scratch, two pretrained halves joined, or one encoder-decoder checkpoint."""
+        from ..modeling import load_config_for, load_model
 
         m = job.cfg.model
         if m.from_scratch is not None:
@@ -151,9 +152,6 @@ class VisionEncoderDecoderFamily(Family):
                 raise ConfigError(f"model.name_or_path: {m.name_or_path} is a {getattr(config, 'model_type', '?')} model, "
                                   "not a vision-encoder-decoder (an image encoder with a text decoder)")
             model = load_model(transformers.VisionEncoderDecoderModel, m, config, notes=job.notes)
-        model = self.fix_up(job, model, processing)
-        if job.cfg.method.name == "lora":
-            model = apply_lora(model, job.cfg.method.lora, None)
         return model
 
     def fix_up(self, job: Job, model: Any, processing: Any) -> Any:
@@ -270,13 +268,6 @@ def scratch_config(job: Job, tokenizer: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------ data
 
-
-def base_dir(spec: Optional[str]) -> Optional[Path]:
-    """The folder relative image paths of a data file are read from (None for Hub sets and folders)."""
-    if not spec:
-        return None
-    path = Path(resolve_dataset(spec) if is_packaged(spec) else spec).expanduser()
-    return path.resolve().parent if path.is_file() and path.suffix.lower() in FILE_BUILDERS else None
 
 
 def as_references(value: Any) -> list[str]:
@@ -469,13 +460,13 @@ class Captioning(Objective):
             job.notes.append(hint)
         metrics.update({k: round(v, 6) for k, v in scores.items()})
         metrics["gen_len"] = round(sum(len(p.split()) for p in predictions) / max(len(predictions), 1), 3)
-        job.state[f"samples_{phase}"] = [{"image": img, "prediction": p, "references": r}
+        job.samples[phase] = [{"image": img, "prediction": p, "references": r}
                                          for img, p, r in zip(images[:SHEET_SAMPLES], predictions, references)]
         return metrics
 
     def report(self, job: Job, evaluator: Any, features: Splits) -> dict[str, Any]:
         out = super().report(job, evaluator, features)
-        samples = job.state.get("samples_eval", [])
+        samples = job.samples.get("eval", [])
         out["samples"] = [{"prediction": s["prediction"], "references": s["references"]} for s in samples]
         return out
 
@@ -484,7 +475,7 @@ class Captioning(Objective):
 
         written = []
         for phase in ("before", "after"):
-            samples = job.state.get(f"samples_{phase}")
+            samples = job.samples.get(phase)
             if samples:
                 sample_sheet(samples, run_dir / SAMPLE_SHEETS[phase], f"{phase} training")
                 written.append(SAMPLE_SHEETS[phase])
@@ -493,7 +484,7 @@ class Captioning(Objective):
     def eval_artifacts(self, job: Job, result_path: Path) -> list[str]:
         from ..rundir import SAMPLE_SHEET_SUFFIX
 
-        samples = job.state.get("samples_eval")
+        samples = job.samples.get("eval")
         if not samples:
             return []
         png = result_path.with_suffix(SAMPLE_SHEET_SUFFIX)

@@ -21,6 +21,7 @@ it is a valid `model.name_or_path` for text classification (a new head, with a o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from pydantic import Field
@@ -29,9 +30,9 @@ from ..config import DataConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, DataError
 from .base import CardInfo, DataPart, Family, Job, Loaded, Objective, Task, fit_tokenizer, load_checked, require_texts
-from .causal_lm import perplexity_trainer_class
-from .classification import argmax
-from .loops import score
+from .parts.classification import argmax
+from .parts.language import perplexity_trainer_class
+from .parts.loops import score
 
 IGNORE = -100  # the label torch's cross-entropy skips
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")  # <s> <pad> </s> <unk> <mask> when trained from scratch
@@ -51,12 +52,13 @@ class MaskedLMData(DataConfig):
 # ------------------------------------------------------------------------------------------ family
 
 
+@dataclass(frozen=True)
 class MaskedLMFamily(Family):
     """`AutoModelForMaskedLM` (BERT, RoBERTa, DistilBERT, ...): a tokenizer with a mask token; the LM
     head's decoder stays tied to the input embeddings (also under LoRA, which does not touch it)."""
 
-    auto_model = "AutoModelForMaskedLM"
-    peft_task_type = None  # peft has no masked-LM task type: a plain PeftModel around the model
+    auto_model: str = "AutoModelForMaskedLM"
+    peft_task_type: Optional[str] = None  # peft has no masked-LM task type: a plain PeftModel around the model
 
     def tokenizer_kind(self, job: Job) -> str:
         scratch = job.cfg.model.from_scratch

@@ -1,7 +1,7 @@
 """Tasks `grpo` and `rloo`: a causal-LM policy tuned to maximise a reward with TRL's `GRPOTrainer`
 or `RLOOTrainer` (PPO is gone from TRL; these are its policy-optimisation trainers).
 
-The recipe's `reward:` list says what is rewarded (see `hf_tuner.tasks.rewards`: reward models,
+The recipe's `reward:` list says what is rewarded (see `hf_tuner.tasks.parts.rewards`: reward models,
 classifier labels, Python functions, with weights); prompts come from `data.prompt_column`, and
 every other data column reaches reward functions as a keyword argument. TRL's `training:` names
 (`num_generations`, `max_completion_length`, `beta`, `temperature`, ...) are checked against
@@ -28,9 +28,9 @@ from ..config import DataConfig, RunConfig
 from ..data import Lengths, Splits, require_text
 from ..errors import ConfigError, DataError
 from .base import Bare, CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, model_of, rounded, trl_setting
-from .causal_lm import complete_prompts
-from .families import CausalLMFamily
-from .rewards import RewardSpec
+from .parts.language import complete_prompts
+from .parts.families import CausalLMFamily
+from .parts.rewards import RewardSpec
 
 
 
@@ -50,7 +50,7 @@ def rising_word(before: list[str], after: list[str]) -> tuple[Optional[str], flo
     training, 7 of 62 before) shows it here, while distinct-2 over all completions hardly moves.
     Hashtags and mentions count by their stem (`rewards.tag_stem`: `#Coachella2015xyz` is `#coachel`),
     as the `shared_tags` penalty compares them."""
-    from .rewards import tag_stem, words_of
+    from .parts.rewards import tag_stem, words_of
 
     def shares(texts: list[str]) -> dict[str, float]:
         counts: dict[str, int] = {}
@@ -192,15 +192,15 @@ class PolicyOptimization(Objective):
 
     def rewards(self, job: Job) -> list[Any]:
         """The recipe's rewards as TRL reward functions (loaded once per job)."""
-        if "rewards" not in job.state:
-            from .rewards import build_rewards
+        if job.rewards is None:
+            from .parts.rewards import build_rewards
 
-            job.state["rewards"] = build_rewards(job.cfg.reward)
-        return job.state["rewards"]
+            job.rewards = build_rewards(job.cfg.reward)
+        return job.rewards
 
     def prepare(self, job: Job, splits: Splits) -> None:
         """Load the rewards and call each on two held-out prompts, so a broken one fails in `validate`."""
-        from .rewards import total_reward
+        from .parts.rewards import total_reward
 
         rows = splits.validation.select(range(min(2, len(splits.validation))))
         prompts = list(rows["prompt"])
@@ -220,7 +220,7 @@ class PolicyOptimization(Objective):
 
     def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         """Complete the held-out prompts, score them with the rewards, keep the samples."""
-        from .rewards import total_reward
+        from .parts.rewards import total_reward
 
         ds = getattr(features, split)
         args = runner.args
@@ -234,7 +234,7 @@ class PolicyOptimization(Objective):
         weights = [s.weight for s in job.cfg.reward]
         totals, per = total_reward(self.rewards(job), weights, prompts, completions,
                                    {"completion_ids": [[0] * n for n in lengths], **columns}, exact=True)
-        job.state.setdefault("samples", {})[phase] = [
+        job.samples[phase] = [
             {"prompt": p, "completion": c, "reward": round(t, 6), **{f"reward/{k}": v[i] for k, v in per.items()}}
             for i, (p, c, t) in enumerate(zip(prompts, completions, totals))
         ]
@@ -244,7 +244,7 @@ class PolicyOptimization(Objective):
             metrics[f"reward/{name}"] = sum(known) / len(known) if known else None
         metrics["mean_length"] = sum(lengths) / len(lengths)
         metrics["distinct_2"] = distinct_2(completions)
-        before = job.state["samples"].get("before")
+        before = job.samples.get("before")
         if phase != "before" and before is not None and len(before) == len(completions):
             # the same held-out prompts before training: one word spreading to most completions is a gamed reward
             metrics["rising_word_share"] = rising_word([s["completion"] for s in before], completions)[1]
@@ -255,9 +255,9 @@ class PolicyOptimization(Objective):
 
         written = []
         for phase, name in rundir.SAMPLES.items():
-            if phase in job.state.get("samples", {}):
+            if phase in job.samples:
                 (run_dir / name).write_text("".join(json.dumps(s, ensure_ascii=False) + "\n"
-                                                    for s in job.state["samples"][phase]), encoding="utf-8")
+                                                    for s in job.samples[phase]), encoding="utf-8")
                 written.append(name)
         if plot_reward(log_history, run_dir / rundir.REWARD_PLOT):
             written.append(rundir.REWARD_PLOT)
@@ -301,7 +301,7 @@ def lean_sampling(base: type) -> type:
 def sample_or_generate(model: Any, generation_config: Any = None, **inputs: Any) -> Any:
     """`model.generate(**inputs, generation_config=...)`, through `loops.sample` when the settings are
     plain temperature sampling of token ids (`loops.plain_sampling`)."""
-    from .loops import plain_sampling, sample
+    from .parts.loops import plain_sampling, sample
 
     config = generation_config if generation_config is not None else model.generation_config
     # (gradient checkpointing in train mode turns the cache off, which the loop needs; TRL switches it
@@ -350,7 +350,7 @@ def plot_reward(history: list[dict[str, Any]], path: Path) -> bool:
 def policy_task(name: str, trainer: str, arguments: str) -> Task:
     return Task(name=name, family=CausalLMFamily(), data=Prompts(),
                 objective=PolicyOptimization(trainer=trainer, arguments=arguments),
-                card=CardInfo("text-generation", "Text Generation"), model_kinds=("causal-lm", "dpo", "grpo", "rloo"))
+                card=CardInfo("text-generation", "Text Generation"), makes="causal-lm", starts_from=("causal-lm",))
 
 
 GRPO = policy_task("grpo", "GRPOTrainer", "trl:GRPOConfig")

@@ -22,7 +22,7 @@ from ..config import DataConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, DataError
 from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, rounded
-from .families import TextHeadFamily
+from .parts.families import TextHeadFamily
 
 
 class QuestionAnsweringData(DataConfig):
@@ -146,7 +146,7 @@ class AnswerSpans(DataPart):
             raise ConfigError(f"data.doc_stride={d.doc_stride} must be well below data.max_length={d.max_length} "
                               "(windows overlap by doc_stride tokens): lower it")
         indexed = splits.map(lambda name, ds: ds.add_column("example_index", list(range(len(ds)))))
-        job.state["examples"] = {name: ds for name, ds in indexed.items()}
+        job.examples = {name: ds for name, ds in indexed.items()}
         key = (f"question-answering/v1|{tokenizer_fingerprint(processing)}|{d.question_column}|{d.context_column}|"
                f"{d.answers_column}|{d.max_length}|{d.doc_stride}")
         features = job.tokenise(indexed, lambda batch: window_features(processing, batch, d), key, " windows")
@@ -168,11 +168,11 @@ class AnswerSpans(DataPart):
         whole = processing([q.lstrip() for q in rows[d.question_column]], list(rows[d.context_column]))["input_ids"]
         windows = answer_windows(processing, list(rows[d.question_column]), list(rows[d.context_column]), d.max_length,
                                  d.doc_stride)["input_ids"]
-        job.state["windows_per_example"] = len(windows) / max(len(whole), 1)
+        job.rows_per_example = len(windows) / max(len(whole), 1)
         return [Lengths("question+context", [len(x) for x in whole], d.max_length, "windowed")]
 
     def training_rows(self, job: Job, rows: int, lengths: list[Any]) -> int:
-        return max(1, round(rows * job.state.get("windows_per_example", 1.0)))  # each window is a training row
+        return max(1, round(rows * job.rows_per_example))  # each window is a training row
 
 
 def best_answers(examples: Any, features: Any, start_logits: Any, end_logits: Any, d: QuestionAnsweringData,
@@ -238,7 +238,7 @@ class SpanExtraction(Objective):
 
         d = job.cfg.data
         windows = getattr(features, split)
-        examples = job.state["examples"][split]
+        examples = job.examples[split]
         # transformers 5 also groups EVALUATION batches by length when training does
         # (train_sampling_strategy=group_by_length): the logits would come back in another order than
         # the windows they belong to, so evaluate in the windows' own order
@@ -253,7 +253,7 @@ class SpanExtraction(Objective):
         ids = [str(i) for i in (examples[d.id_column] if d.id_column in examples.column_names else examples["example_index"])]
         predictions = {qid: best[index]["text"] for qid, index in zip(ids, examples["example_index"])}
         golds = {qid: list(a["text"]) for qid, a in zip(ids, examples[d.answers_column])}
-        job.state.setdefault("predictions", {})[split] = (predictions, {qid: nbest[i] for qid, i in zip(ids, examples["example_index"])})
+        job.predictions[split] = (predictions, {qid: nbest[i] for qid, i in zip(ids, examples["example_index"])})
         metrics = {"loss": strip_metrics(out.metrics, split).get("loss"),
                    **squad_metrics(predictions, golds, d.version_2_with_negative)}
         return rounded(metrics)
@@ -262,7 +262,7 @@ class SpanExtraction(Objective):
         from .. import rundir
 
         metrics = self.evaluate(job, evaluator, features, "validation", phase="eval")
-        predictions, nbest = job.state["predictions"]["validation"]
+        predictions, nbest = job.predictions["validation"]
         return {"metrics": metrics, "attachments": {rundir.PREDICTIONS_SUFFIX: predictions, rundir.NBEST_SUFFIX: nbest}}
 
     def predict(self, job: Job, loaded: Loaded, inputs: list[str], context: Optional[str] = None, batch_size: int = 32,
@@ -271,7 +271,7 @@ class SpanExtraction(Objective):
         and character span; no answer (v2 models) as None."""
         import datasets
 
-        from .loops import score
+        from .parts.loops import score
 
         if not context:
             raise ConfigError("question answering needs the text to answer from: --context FILE_OR_TEXT")
@@ -315,5 +315,5 @@ TASK = Task(
     data=AnswerSpans(),
     objective=SpanExtraction(),
     card=CardInfo("question-answering", "Question Answering"),
-    model_kinds=("question-answering", "text-classification", "token-classification", "masked-lm"),
+    starts_from=("question-answering", "text-classification", "token-classification", "masked-lm"),
 )

@@ -15,9 +15,9 @@ from typing import Any, Optional
 
 from ..data import Splits
 from .base import Bare, CardInfo, Job, Loaded, Objective, Task, model_of
-from .families import TextHeadFamily
-from .loops import score
-from .preference import PreferencePairs, pair_length_grouped
+from .parts.families import TextHeadFamily
+from .parts.loops import score
+from .parts.preference import PreferencePairs, pair_length_grouped
 
 
 class RewardObjective(Objective):
@@ -89,5 +89,5 @@ TASK = Task(
     data=PreferencePairs(tokenised=True),
     objective=RewardObjective(),
     card=CardInfo("text-classification", "Text Classification"),
-    model_kinds=("reward-modeling", "text-classification", "causal-lm", "dpo", "grpo", "rloo"),
+    starts_from=("reward-modeling", "text-classification", "causal-lm"),
 )

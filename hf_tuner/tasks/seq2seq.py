@@ -8,6 +8,7 @@ metrics `eval.metrics` names (ROUGE for summaries, BLEU / chrF for translation),
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from pydantic import Field
@@ -16,7 +17,7 @@ from ..config import DataConfig, RunConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, did_you_mean, listing
 from .base import CardInfo, DataPart, Family, Job, Loaded, Objective, Task, load_checked, require_texts
-from .loops import generate
+from .parts.loops import generate
 
 # eval.metrics name -> the keys it adds to the metrics (rouge: 0..1 F-measures; bleu, chrf: 0..100)
 METRICS: dict[str, tuple[str, ...]] = {
@@ -153,12 +154,13 @@ class Seq2SeqData(DataConfig):
     max_target_length: int = Field(64, ge=4)
 
 
+@dataclass(frozen=True)
 class Seq2SeqFamily(Family):
     """`AutoModelForSeq2SeqLM` (BART, Marian, mBART, Pegasus, T5): a model built from scratch takes its
     special token ids from the tokenizer, on its config and on the generation config it saves."""
 
-    auto_model = "AutoModelForSeq2SeqLM"
-    peft_task_type = "SEQ_2_SEQ_LM"
+    auto_model: str = "AutoModelForSeq2SeqLM"
+    peft_task_type: Optional[str] = "SEQ_2_SEQ_LM"
 
     def tokenizer_kind(self, job: Job) -> str:
         return "encoder-decoder"  # <s> <pad> </s> <unk> <mask>, BART's special tokens and ids

@@ -8,8 +8,8 @@ from pydantic import Field
 from ..config import DataConfig, LabelledData
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from .base import CardInfo, DataPart, Job, Loaded, Task, load_checked, require_texts
-from .classification import Classification
-from .families import TextHeadFamily
+from .parts.classification import Classification
+from .parts.families import TextHeadFamily
 
 
 class TextClassificationData(LabelledData, DataConfig):
@@ -74,5 +74,5 @@ TASK = Task(
     objective=Classification(),
     card=CardInfo("text-classification", "Text Classification"),
     # a masked-LM run (domain adaptation) is an encoder to classify with: a new head, with a note
-    model_kinds=("text-classification", "masked-lm"),
+    starts_from=("text-classification", "masked-lm"),
 )

@@ -21,9 +21,9 @@ from ..config import DataConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import ConfigError, DataError, listing
 from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, label_config, load_checked, rounded
-from .classification import argmax
-from .families import TextHeadFamily
-from .loops import score
+from .parts.classification import argmax
+from .parts.families import TextHeadFamily
+from .parts.loops import score
 
 IGNORE = -100
 
@@ -290,5 +290,5 @@ TASK = Task(
     data=TaggedWords(),
     objective=EntityTagging(),
     card=CardInfo("token-classification", "Token Classification"),
-    model_kinds=("token-classification", "text-classification", "masked-lm"),
+    starts_from=("token-classification", "text-classification", "masked-lm"),
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data import Splits
-from .base import Job, Loaded, Objective, label_config, rounded
+from ...data import Splits
+from ..base import Job, Loaded, Objective, label_config, rounded
 from .loops import score
 
 
@@ -27,7 +27,7 @@ def argmax(logits: Any, labels: Any) -> Any:
 
 
 def compute_classification(eval_pred: Any) -> dict[str, float]:
-    from ..metrics import classification_metrics
+    from ...metrics import classification_metrics
 
     return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
 
@@ -56,7 +56,7 @@ class Classification(Objective):
     def report(self, job: Job, evaluator: Any, features: Splits) -> dict[str, Any]:
         import numpy as np
 
-        from ..metrics import confusion_matrix, per_class_report, strip_metrics
+        from ...metrics import confusion_matrix, per_class_report, strip_metrics
 
         if not job.labels:
             return super().report(job, evaluator, features)

@@ -11,10 +11,10 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from ..config import DataConfig
-from ..data import Lengths, Splits, tokenizer_fingerprint
-from ..errors import ConfigError, DataError
-from .base import DataPart, Job, load_checked
+from ...config import DataConfig
+from ...data import Lengths, Splits, tokenizer_fingerprint
+from ...errors import ConfigError, DataError
+from ..base import DataPart, Job, load_checked
 
 STANDARD = ("prompt", "chosen", "rejected")
 

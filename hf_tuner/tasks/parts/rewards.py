@@ -24,8 +24,8 @@ from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..errors import ConfigError, HfTunerError, did_you_mean, listing
-from .base import as_text
+from ...errors import ConfigError, HfTunerError, did_you_mean, listing
+from ..base import as_text
 
 class RewardSpec(BaseModel):
     """One entry of a recipe's `reward:` list."""
@@ -76,7 +76,7 @@ class ModelReward:
     held-out completions before and after training, so that runs of any setting compare."""
 
     def __init__(self, spec: RewardSpec, index: int):
-        from .base import fit_tokenizer
+        from ..base import fit_tokenizer
         from .families import TextHeadFamily
 
         self.spec = spec
@@ -172,8 +172,8 @@ def label_index(config: Any, spec: RewardSpec, index: int) -> Optional[int]:
 def resolve_reward_model(name: str, index: int) -> str:
     """A reward model's folder or Hub id, checked: a run folder must be a reward model or classifier
     run; a missing local path names the recipe that makes it."""
-    from ..packaged import is_packaged, resolve_model, run_folder_hint
-    from ..rundir import read_json, run_task
+    from ...packaged import is_packaged, resolve_model, run_folder_hint
+    from ...rundir import read_json, run_task
 
     if is_packaged(name):
         return resolve_model(name)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterator, Optional
 
-from ..data import Splits
-from .base import Family, Job, Loaded, as_text, ensure_pad_token, fit_tokenizer
+from ...data import Splits
+from ..base import Family, Job, Loaded, as_text, ensure_pad_token, fit_tokenizer
 from .loops import generate, left_pad, score
 
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert")
@@ -134,12 +134,13 @@ def first_token_layer() -> Any:
     return FirstTokenLayer
 
 
+@dataclass(frozen=True)
 class CausalLMFamily(Family):
     """`AutoModelForCausalLM` (GPT-2, Llama, ...): a pad token (eos, or a new `<|endoftext|>`),
     embeddings grown to the tokenizer, positions checked against the data, and generation."""
 
-    auto_model = "AutoModelForCausalLM"
-    peft_task_type = "CAUSAL_LM"
+    auto_model: str = "AutoModelForCausalLM"
+    peft_task_type: Optional[str] = "CAUSAL_LM"
 
     def fix_processing(self, processing: Any) -> Any:
         return ensure_pad_token(processing, add_eos=True)
