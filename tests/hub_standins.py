@@ -179,6 +179,34 @@ def gpt2_model(folder: Path) -> dict[str, bytes]:
     return folder_files(folder)
 
 
+SMOLLM2_TEMPLATE = (  # SmolLM2-Instruct's tokenizer_config.json chat_template (a default system turn first), UNVERIFIED wording
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def smollm2_model(folder: Path) -> dict[str, bytes]:
+    """A tiny LlamaForCausalLM with SmolLM2's special tokens: <|endoftext|>=0 (unk), <|im_start|>=1 (bos),
+    <|im_end|>=2 (eos and pad), tied embeddings, and its ChatML chat template."""
+    import transformers
+
+    vocab, merges = byte_bpe_files(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tok = transformers.GPT2TokenizerFast(vocab=vocab, merges=merges, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                         unk_token="<|endoftext|>", pad_token="<|im_end|>", model_max_length=8192)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = SMOLLM2_TEMPLATE
+    assert (tok.unk_token_id, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (0, 1, 2, 2)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=8192,
+                                   bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
+                                   rope_theta=100000, architectures=["LlamaForCausalLM"])
+    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+    transformers.GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=2).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder_files(folder)
+
+
 def bart_model(folder: Path) -> dict[str, bytes]:
     import transformers
 
@@ -312,6 +340,27 @@ def tldr(_: Path) -> dict[str, bytes]:
         files[f"data/{split}-00000-of-00001.parquet"] = parquet(
             {"prompt": prompts, "completion": [" " + s for s in sentences(n, 60 + i, 4, 10)]}, feats)
     files["README.md"] = b"---\ntags:\n- trl\n---\n\n# TL;DR Dataset (stand-in)\n"  # no configs: splits from file names
+    return files
+
+
+def capybara(_: Path) -> dict[str, bytes]:
+    """trl-lib/Capybara: source, messages (list of {content, role}), num_turns; data/{train,test}-*.parquet."""
+    import datasets
+
+    feats = datasets.Features({"source": datasets.Value("string"),
+                               "messages": [{"content": datasets.Value("string"), "role": datasets.Value("string")}],
+                               "num_turns": datasets.Value("int64")})
+    files = {}
+    for i, (split, n) in enumerate((("train", 40), ("test", 12))):
+        asks, answers = sentences(2 * n, 70 + i, 4, 10), sentences(2 * n, 80 + i, 6, 16)
+        conversations = []
+        for j in range(n):
+            turns = 1 + j % 2  # one or two exchanges
+            conversations.append([m for t in range(turns) for m in ({"content": asks[2 * j + t], "role": "user"},
+                                                                    {"content": answers[2 * j + t], "role": "assistant"})])
+        files[f"data/{split}-00000-of-00001.parquet"] = parquet(
+            {"source": ["General-Instruct"] * n, "messages": conversations, "num_turns": [len(c) for c in conversations]}, feats)
+    files["README.md"] = card({"default": {"train": "data/train-*", "test": "data/test-*"}})
     return files
 
 
@@ -520,6 +569,11 @@ STANDINS: dict[str, Standin] = {
     "google/vit-base-patch16-224-in21k": Standin("model", vit_model,
         "config.json (ViTModel, image 224, patch 16, 3 channels: no classifier head, no labels); "
         "preprocessor_config.json: ViTImageProcessor, resize 224x224, mean = std = 0.5"),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": Standin("model", smollm2_model,
+        "config.json (LlamaForCausalLM, model_type llama, bos 1, eos 2, pad 2, tie_word_embeddings, 8192 positions) and "
+        "generation_config.json (bos 1, eos 2, pad 2), read off the Hub's files; tokenizer: GPT2 byte-level BPE with "
+        "<|endoftext|>=0 <|im_start|>=1 <|im_end|>=2 as unk/bos/eos (pad <|im_end|>: UNVERIFIED), a ChatML chat template "
+        "with a default system turn (wording UNVERIFIED)"),
     "lvwerra/distilbert-imdb": Standin("model", distilbert_imdb,
         "config.json (DistilBertForSequenceClassification, id2label {0: NEGATIVE, 1: POSITIVE}); tokenizer: "
         "DistilBertTokenizerFast, uncased, BERT special tokens"),
@@ -533,6 +587,10 @@ STANDINS: dict[str, Standin] = {
     "trl-lib/tldr": Standin("dataset", tldr,
         "card (2025 revision: YAML has only tags: trl, no configs): prompt string ('SUBREDDIT: ... POST: ... TL;DR:'), "
         "completion string; data/{train,validation,test}-*.parquet, splits from the file names"),
+    "trl-lib/Capybara": Standin("dataset", capybara,
+        "card (dataset_info, seen on a verified duplicate of trl-lib/Capybara): features source string, messages list of "
+        "{content string, role string}, num_turns int64; splits train (15,806) / test (200); configs default with "
+        "data/train-* and data/test-*"),
     "abisee/cnn_dailymail": Standin("dataset", cnn_dailymail,
         "card and viewer: configs 1.0.0 / 2.0.0 / 3.0.0 (no default: a config name is required); features article, "
         "highlights, id (strings); splits train / validation / test (287k / 13.4k / 11.5k); {config}/{split}-*.parquet "

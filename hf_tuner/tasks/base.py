@@ -199,8 +199,17 @@ class DataPart:
         """Texts a tokenizer trained from scratch learns from (train split only)."""
         raise NotImplementedError
 
+    def check_processing(self, job: "Job", splits: Splits, processing: Any) -> None:
+        """Fail before training when the data cannot go through this tokenizer or processor (e.g.
+        conversations and a tokenizer without a chat template); `validate` runs it too."""
+
     def preprocess(self, job: "Job", splits: Splits, processing: Any) -> Splits:
         return splits
+
+    def show_examples(self, job: "Job", rows: Any, processing: Any) -> list[dict[str, Any]]:
+        """`validate --show-examples`: rows as the model sees them, [{"text": the decoded input,
+        "trained": [the substrings that carry loss, in order]}]."""
+        raise ConfigError(f"--show-examples is not available for task {job.task.name} yet")
 
     def collator(self, job: "Job", processing: Any) -> Any:
         return None

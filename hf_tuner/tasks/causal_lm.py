@@ -1,4 +1,5 @@
-"""Task `causal-lm`: GPT-2-family language models on plain text or prompt/completion pairs.
+"""Task `causal-lm`: GPT-2-family language models on plain text, prompt/completion pairs, or
+conversations (supervised fine-tuning of a chat model).
 
 Each document is tokenised as the tokenizer does by default, starts with the bos token (GPT-2's
 `<|endoftext|>`, added where the tokenizer adds none), ends with the eos token and is truncated to
@@ -12,6 +13,12 @@ document to itself (it detects packed sequences from the position ids when no at
 given). Packed and unpacked runs therefore see the same tokens; only a document cut by a block
 boundary loses its context there. Validation data is never packed, so perplexity is comparable
 between packed and unpacked runs. The metric is perplexity = exp(mean validation loss).
+
+Conversations (a `data.messages_column` of `{role, content}` lists, or prompt and completion columns
+that hold such lists, TRL's conversational prompt/completion) are rendered with the tokenizer's chat
+template (`model.tokenizer.chat_template`: the model's own, `chatml`, or a Jinja template) and train
+on the assistant's turns only (`data.assistant_only_loss`; see `parts.chat`). The mask is part of the
+labels before packing, so packed blocks keep it.
 """
 from __future__ import annotations
 
@@ -23,11 +30,12 @@ from ..config import DataConfig, RunConfig
 from ..data import Lengths, Splits, tokenizer_fingerprint
 from ..errors import DataError
 from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, require_texts
+from .parts.chat import check_messages, encode_trained, is_conversation, require_template, trained_ranges
 from .parts.families import CausalLMFamily, encode_starts
 from .parts.language import complete_prompts, perplexity_trainer_class
 
 IGNORE = -100  # the label torch's cross-entropy skips
-TOKENISATION_VERSION = 1  # part of the cache key: bump when `document_tokenizer` changes what it writes
+TOKENISATION_VERSION = 2  # part of the cache key: bump when `document_tokenizer` changes what it writes
 
 
 def pack_documents(input_ids: list[list[int]], labels: list[list[int]], block_size: int) -> dict[str, list[list[int]]]:
@@ -100,6 +108,10 @@ class CausalLMData(DataConfig):
     text_column: str = "text"
     prompt_column: Optional[str] = None
     completion_column: Optional[str] = None
+    # a column of conversations (lists of {role, content}); used when the data has it and no
+    # prompt/completion columns are set
+    messages_column: str = "messages"
+    assistant_only_loss: bool = True  # conversations: train on the assistant's turns only
     max_length: int = Field(128, ge=8)
     packing: bool = False
 
@@ -121,26 +133,73 @@ class Documents(DataPart):
             problems.append("data.packing needs training.use_cache=false (the default): remove training.use_cache")
         return problems
 
-    def columns(self, job: Job) -> dict[str, str]:
-        """data.KEY -> column: prompt and completion (check_config wants both or neither), else the text."""
+    def columns(self, job: Job, column_names: Optional[list[str]] = None) -> dict[str, str]:
+        """data.KEY -> column: prompt and completion (check_config wants both or neither), else the
+        conversations when the data (`column_names`) has `data.messages_column`, else the text."""
         d = job.cfg.data
         if d.prompt_column:
             return {"prompt_column": d.prompt_column, "completion_column": d.completion_column}
+        if column_names is not None and d.messages_column in column_names:
+            return {"messages_column": d.messages_column}
         return {"text_column": d.text_column}
 
     def load(self, job: Job) -> Splits:
-        columns = self.columns(job)
-        return load_checked(job, columns, check=require_texts(*columns.values()))
+        d = job.cfg.data
+        columns: dict[str, str] = {}
+        sources: dict[str, str] = {}
+
+        def pick(splits: Splits) -> dict[str, str]:
+            columns.update(self.columns(job, splits.train.column_names))
+            sources.update(splits.sources)
+            return columns
+
+        def check_rows(name: str, ds: Any) -> Any:
+            """Conversations are checked as loaded, so a row number is the file's (0-based)."""
+            if len(ds) and ("messages_column" in columns or (d.prompt_column and is_conversation(ds[0][d.prompt_column]))):
+                check_conversations(job, f"{sources.get(name, name)} ({name})", ds, list(columns.values()))
+            return ds
+
+        def check(name: str, ds: Any) -> None:
+            if not self.conversational(job, ds):
+                require_texts(*columns.values())(name, ds)
+
+        return load_checked(job, pick, after=check_rows, check=check)
+
+    def conversational(self, job: Job, ds: Any) -> bool:
+        return len(ds) > 0 and any(is_conversation(ds[0][c]) for c in self.columns(job, ds.column_names).values())
 
     def training_texts(self, job: Job, splits: Splits) -> Iterator[str]:
-        for col in self.columns(job).values():
-            yield from (str(t) for t in splits.train[col])
+        for col in self.columns(job, splits.train.column_names).values():
+            for value in splits.train[col]:
+                yield from ([m["content"] for m in value] if is_conversation(value) else [str(value)])
+
+    def tokenizer_for(self, job: Job, processing: Any, ds: Any, max_length: int) -> Any:
+        """The batched map function of this data: documents, prompt/completion, or conversations."""
+        d = job.cfg.data
+        if self.conversational(job, ds):
+            require_template(processing)
+            return conversation_tokenizer(processing, max_length, self.columns(job, ds.column_names), d.assistant_only_loss)
+        return document_tokenizer(processing, max_length, d.text_column, d.prompt_column, d.completion_column)
+
+    def check_processing(self, job: Job, splits: Splits, processing: Any) -> None:
+        if self.conversational(job, splits.train):
+            require_template(processing)
+            self.tokenizer_for(job, processing, splits.train, job.cfg.data.max_length)(splits.train[:1])  # the template renders
+
+    def show_examples(self, job: Job, rows: Any, processing: Any) -> list[dict[str, Any]]:
+        from .parts.chat import trained_text
+
+        out = self.tokenizer_for(job, processing, rows, job.cfg.data.max_length)(rows[:])
+        return [{"text": processing.decode(ids), "trained": trained_text(processing, ids, labels, IGNORE)}
+                for ids, labels in zip(out["input_ids"], out["labels"])]
 
     def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
         d = job.cfg.data
-        tokenize = document_tokenizer(processing, d.max_length, d.text_column, d.prompt_column, d.completion_column)
-        key = (f"causal-lm/v{TOKENISATION_VERSION}|{tokenizer_fingerprint(processing)}|{d.text_column}|{d.prompt_column}|"
-               f"{d.completion_column}|{d.max_length}|eos={processing.eos_token_id}")
+        tokenize = self.tokenizer_for(job, processing, splits.train, d.max_length)
+        columns = "|".join(self.columns(job, splits.train.column_names).values())
+        key = (f"causal-lm/v{TOKENISATION_VERSION}|{tokenizer_fingerprint(processing)}|{columns}|{d.max_length}|"
+               f"eos={processing.eos_token_id}|template={getattr(processing, 'chat_template', None)}|"
+               f"assistant_only={d.assistant_only_loss}")
         features = job.tokenise(splits, tokenize, key)
         for name, ds in splits.items():
             out = getattr(features, name)
@@ -165,9 +224,9 @@ class Documents(DataPart):
 
     def token_lengths(self, job: Job, rows: Any, processing: Any) -> list[Lengths]:
         d = job.cfg.data
-        whole = document_tokenizer(processing, 10 ** 9, d.text_column, d.prompt_column, d.completion_column)(rows[:])
-        return [Lengths("prompt+completion" if d.prompt_column else d.text_column, [len(x) for x in whole["input_ids"]],
-                        d.max_length)]
+        whole = self.tokenizer_for(job, processing, rows, 10 ** 9)(rows[:])
+        name = "prompt+completion" if d.prompt_column else next(iter(self.columns(job, rows.column_names).values()))
+        return [Lengths(name, [len(x) for x in whole["input_ids"]], d.max_length)]
 
     def memory_sequence(self, job: Job, model_config: Any, lengths: list[Any]) -> int:
         return job.cfg.data.max_length if job.cfg.data.packing else super().memory_sequence(job, model_config, lengths)
@@ -221,6 +280,41 @@ def document_tokenizer(tokenizer: Any, max_length: int, text_column: str, prompt
             labels = ([IGNORE] * len(prompt) + target)[:max_length]
             if all(l == IGNORE for l in labels[1:]):  # label 0 is never predicted (nothing before it)
                 continue
+            out["input_ids"].append(ids)
+            out["labels"].append(labels)
+        return out
+
+    return tokenize
+
+
+def check_conversations(job: Job, where: str, ds: Any, columns: list[str]) -> None:
+    """Every conversation cell is a list of {role, content} messages with a known role and, under
+    assistant-only loss, an assistant turn (in the completion, for prompt/completion data)."""
+    d = job.cfg.data
+    for column in columns:
+        need = d.assistant_only_loss and column != d.prompt_column
+        for i, value in enumerate(ds[column]):
+            check_messages(value, f"{where}, row {i}, column '{column}'", need_assistant=need)
+
+
+def conversation_tokenizer(tokenizer: Any, max_length: int, columns: dict[str, str], assistant_only: bool):
+    """A batched `map` function: conversations -> `input_ids` (rendered with the chat template, at
+    most `max_length` tokens) and `labels` (-100 but on the assistant's turns, or everywhere with
+    `assistant_only` false; prompt/completion data: the completion's turns). Rows left with nothing to
+    learn are dropped."""
+    def tokenize(batch: dict[str, list]) -> dict[str, list[list[int]]]:
+        out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+        if "messages_column" in columns:
+            rows = [(list(m), 0) for m in batch[columns["messages_column"]]]
+        else:
+            rows = [(list(p) + list(c), len(p)) for p, c in zip(batch[columns["prompt_column"]], batch[columns["completion_column"]])]
+        for messages, first in rows:
+            text, ranges = trained_ranges(tokenizer, messages, first, assistant_only)
+            ids, labels = encode_trained(tokenizer, text, ranges, IGNORE)
+            ids, labels = ids[:max_length], labels[:max_length]
+            if all(l == IGNORE for l in labels[1:]):
+                continue
+            labels[0] = IGNORE  # nothing before the first token predicts it
             out["input_ids"].append(ids)
             out["labels"].append(labels)
         return out

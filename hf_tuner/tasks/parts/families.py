@@ -10,6 +10,7 @@ from typing import Any, Iterator, Optional
 
 from ...data import Splits
 from ..base import Family, Job, Loaded, as_text, ensure_pad_token, fit_tokenizer
+from .chat import is_conversation, render
 from .loops import generate, left_pad, score
 
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert")
@@ -163,16 +164,23 @@ class CausalLMFamily(Family):
                  temperature: float = 1.0, top_p: float = 1.0, top_k: Optional[int] = None, num_beams: int = 1,
                  repetition_penalty: float = 1.0, seed: int = 0, batch_size: int = 16,
                  document_start: bool = True) -> tuple[list[str], list[int]]:
-        """Continuations of `prompts` (texts, or conversational messages as their text) and their
-        token counts up to and including eos. `document_start`: a prompt begins a document (the bos
-        token in front, as training saw documents); else it is tokenised as TRL samples it."""
+        """Continuations of `prompts` and their token counts up to and including eos. A text prompt
+        with `document_start` begins a document (the bos token in front, as training saw documents);
+        else it is tokenised as TRL samples it. A conversation (a list of messages) is rendered with the
+        tokenizer's chat template and its generation prompt, so the continuation is the assistant's
+        reply (without a template: its messages' text)."""
         tokenizer, model = loaded.processing, loaded.model
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         eos = tokenizer.eos_token_id
 
+        chat = bool(getattr(tokenizer, "chat_template", None))
+
         def encode(batch: list[Any]) -> dict[str, Any]:
             texts = [as_text(p) for p in batch]
             rows = encode_starts(tokenizer, texts) if document_start else tokenizer(texts)["input_ids"]
+            for i, p in enumerate(batch):
+                if chat and is_conversation(p):
+                    rows[i] = tokenizer(render(tokenizer, p, generation_prompt=True), add_special_tokens=False)["input_ids"]
             return left_pad([r or [start if document_start else eos] for r in rows], tokenizer.pad_token_id, model.device)
 
         options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample,

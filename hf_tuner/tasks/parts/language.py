@@ -32,7 +32,12 @@ def complete_prompts(job: Job, loaded: Loaded, inputs: list[str], max_new_tokens
                      temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1, seed: int = 0,
                      batch_size: int = 16, **_: Any) -> list[dict[str, Any]]:
     """`predict` of every causal-LM task: a continuation of each prompt, which begins a document
-    ([{"input": prompt, "output": continuation}])."""
+    ([{"input": prompt, "output": continuation}]), or the assistant's reply to each conversation (a
+    list of messages: [{"input": its last message, "messages": [...], "output": reply}])."""
+    from .chat import is_conversation, require_template
+
+    if any(is_conversation(p) for p in inputs):
+        require_template(loaded.processing)
     if temperature <= 0:
         raise ConfigError("--temperature must be above 0 (use --greedy for deterministic output)")
     if not 0 < top_p <= 1:
@@ -40,4 +45,5 @@ def complete_prompts(job: Job, loaded: Loaded, inputs: list[str], max_new_tokens
     texts, _ = job.family.complete(loaded, inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                    temperature=temperature, top_p=top_p, num_beams=num_beams, seed=seed,
                                    batch_size=batch_size)
-    return [{"input": prompt, "output": text.strip()} for prompt, text in zip(inputs, texts)]
+    return [{"input": prompt[-1]["content"], "messages": prompt, "output": text.strip()} if is_conversation(prompt)
+            else {"input": prompt, "output": text.strip()} for prompt, text in zip(inputs, texts)]

@@ -13,8 +13,10 @@ from pydantic import Field
 
 from ...config import DataConfig
 from ...data import Lengths, Splits, tokenizer_fingerprint
-from ...errors import ConfigError, DataError
+from ...errors import DataError
 from ..base import DataPart, Job, load_checked
+from .chat import is_conversation, require_template
+from .chat import render as chat_render
 
 STANDARD = ("prompt", "chosen", "rejected")
 
@@ -67,11 +69,6 @@ class PreferencePairs(DataPart):
                         job.cfg.data.max_length) for name, texts in (("chosen", chosen), ("rejected", rejected))]
 
 
-def is_conversational(value: Any) -> bool:
-    """True for a list of {"role", "content"} messages."""
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
-
-
 def load_pairs(job: Job) -> Splits:
     """The pairs of every split with columns prompt (when there is one), chosen and rejected."""
     data = job.cfg.data
@@ -109,12 +106,9 @@ def check_pairs(split: str, ds: Any) -> None:
 def render(tokenizer: Any, prompt: Any, completion: Any) -> str:
     """The text a model reads for prompt + completion: concatenated plain text, or conversational
     messages through the tokenizer's chat template."""
-    if is_conversational(completion) or is_conversational(prompt):
-        if not getattr(tokenizer, "chat_template", None):
-            raise ConfigError("the data is conversational (lists of messages) but the tokenizer has no chat template: "
-                              "set model.tokenizer.chat_template (a Jinja template or a .jinja file)")
-        messages = list(prompt or []) + list(completion)
-        return tokenizer.apply_chat_template(messages, tokenize=False)
+    if is_conversation(completion) or is_conversation(prompt):
+        require_template(tokenizer)
+        return chat_render(tokenizer, list(prompt or []) + list(completion))
     return (prompt or "") + completion
 
 
