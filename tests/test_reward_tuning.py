@@ -769,10 +769,31 @@ def test_dpo_with_lora_on_a_saved_model(cli, files, gpt2_base, tmp_path, hub):
     assert "pipeline_tag: text-generation" in files_pushed["README.md"].decode()
 
 
+# ------------------------------------------------------------------------------ orpo
+
+
+@pytest.mark.slow
+def test_orpo_from_scratch_learns_the_preferred_continuation(cli, files, tmp_path):
+    """ORPO on DPO's pairs: no reference, so the untrained model already wins some pairs by chance; the
+    held-out reward accuracy must rise by more than 3 standard errors of chance on 40 pairs (0.24)."""
+    out = tmp_path / "orpo"
+    result = cli("train", files.dpo, "task=orpo", "training.learning_rate=1e-2", "-o", out)
+    assert result.exit_code == 0, result.output
+    before, after = metrics_of(out)
+    rows = json.loads((out / "summary.json").read_text())["rows"]["validation"]
+    assert rows == 40
+    assert after["reward_accuracy"] >= before["reward_accuracy"] + 3 * math.sqrt(0.25 / rows), (before, after)
+    assert after["nll_loss"] < before["nll_loss"] and after["log_odds_ratio"] > before["log_odds_ratio"], (before, after)
+    result = cli("predict", out, "the movie was", "--max-new-tokens", "3")
+    assert result.exit_code == 0 and result.stdout.startswith("the movie was\t->"), result.output
+    result = cli("eval", out, "--data", files.dpo_pairs)
+    assert result.exit_code == 0, result.output  # ORPO needs no reference model to be evaluated
+
+
 # ------------------------------------------------------------------------------ errors
 
 
-@pytest.mark.parametrize("recipe", ["gpt2-tweets-dpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo"])
+@pytest.mark.parametrize("recipe", ["gpt2-tweets-dpo", "gpt2-tweets-orpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-chat"])
 def test_a_missing_run_folder_names_the_recipe_that_makes_it(cli, tmp_path, monkeypatch, recipe):
     monkeypatch.chdir(tmp_path)  # no runs/ here
     assert_clean_error(cli("validate", recipe), 2, "model path does not exist: runs/gpt2-tweets",
@@ -783,7 +804,8 @@ def test_recipes_that_chain_runs_are_valid_before_the_runs_exist(tmp_path, monke
     from hf_tuner.recipes import load_config
 
     monkeypatch.chdir(tmp_path)
-    for name in ("gpt2-tweets-dpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-lora", "bart-en-fr-lora"):
+    for name in ("gpt2-tweets-dpo", "gpt2-tweets-orpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-lora",
+                 "gpt2-tweets-chat", "bart-en-fr-lora"):
         assert Path(load_config(name).model.name_or_path).parts[0] == "runs"
 
 

@@ -29,6 +29,7 @@ REGISTRY: dict[str, Any] = {
     "image-classification": "hf_tuner.tasks.image_classification:TASK",
     "reward-modeling": "hf_tuner.tasks.reward_modeling:TASK",
     "dpo": "hf_tuner.tasks.dpo:TASK",
+    "orpo": "hf_tuner.tasks.orpo:TASK",
     "grpo": "hf_tuner.tasks.policy:GRPO",
     "rloo": "hf_tuner.tasks.policy:RLOO",
     "token-classification": "hf_tuner.tasks.token_classification:TASK",

@@ -12,15 +12,9 @@ from typing import Any, Optional
 from ..data import Splits
 from ..errors import ConfigError
 from .base import CardInfo, Job, Loaded, Objective, Task, fit_tokenizer, rounded
-from .parts.language import complete_prompts
 from .parts.families import CausalLMFamily
-from .parts.preference import PreferencePairs, pair_length_grouped
-
-# TRL's eval metric names -> the names hf-tuner reports
-METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
-                "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected", "loss": "loss",
-                "logps/chosen": "logp_chosen", "logps/rejected": "logp_rejected"}
-
+from .parts.language import complete_prompts
+from .parts.preference import PreferencePairs, pair_length_grouped, trl_pair_metrics
 
 class DPOObjective(Objective):
     """TRL's DPO loss against a frozen reference (a copy of the start, or the adapter switched off)."""
@@ -72,10 +66,7 @@ class DPOObjective(Objective):
         return fit_tokenizer(reference, processing).eval()  # a pad token may have been added to the tokenizer
 
     def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
-        from ..metrics import strip_metrics
-
-        raw = strip_metrics(runner.evaluate(eval_dataset=getattr(features, split), metric_key_prefix="eval"), "eval")
-        return rounded({METRIC_NAMES[k]: v for k, v in raw.items() if k in METRIC_NAMES})
+        return rounded(trl_pair_metrics(runner.evaluate(eval_dataset=getattr(features, split), metric_key_prefix="eval")))
 
     def predict(self, job: Job, loaded: Loaded, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
         return complete_prompts(job, loaded, inputs, **options)

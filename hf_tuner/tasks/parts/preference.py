@@ -155,3 +155,18 @@ def pair_length_grouped(trainer_class: Any) -> Any:
     from .sampling import length_grouped
 
     return length_grouped(trainer_class, pair_lengths, ("chosen_ids", "rejected_ids"))
+
+
+# TRL's evaluation metric names of pair objectives (DPO, ORPO) -> the names hf-tuner reports
+PAIR_METRIC_NAMES = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
+                     "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected", "loss": "loss",
+                     "logps/chosen": "logp_chosen", "logps/rejected": "logp_rejected",
+                     "log_odds_ratio": "log_odds_ratio", "nll_loss": "nll_loss"}
+
+
+def trl_pair_metrics(raw: dict[str, Any]) -> dict[str, Any]:
+    """A pair trainer's `evaluate()` output (keys `eval_...`) under hf-tuner's names, speed figures dropped."""
+    from ...metrics import strip_metrics
+
+    stripped = strip_metrics(raw, "eval")
+    return {PAIR_METRIC_NAMES[k]: v for k, v in stripped.items() if k in PAIR_METRIC_NAMES}
