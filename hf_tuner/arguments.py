@@ -55,6 +55,13 @@ DPO_CONFIG = TRAINING_ARGUMENTS | frozenset(
     sync_ref_model ref_model_mixup_alpha ref_model_sync_steps pad_token""".split()
 )
 
+# `trl.KTOConfig` (trl 1.16) adds:
+KTO_CONFIG = TRAINING_ARGUMENTS | frozenset(
+    """model_init_kwargs trust_remote_code router_aux_loss_coef disable_dropout dataset_num_proc max_length
+    pad_to_multiple_of precompute_ref_log_probs precompute_ref_batch_size loss_type beta desirable_weight
+    undesirable_weight activation_offloading sync_ref_model ref_model_mixup_alpha ref_model_sync_steps""".split()
+)
+
 # `trl.experimental.orpo.ORPOConfig` (trl 1.16) adds:
 ORPO_CONFIG = TRAINING_ARGUMENTS | frozenset(
     """max_length max_completion_length beta disable_dropout padding_value generate_during_eval
@@ -104,6 +111,7 @@ ARGUMENT_NAMES: dict[str, frozenset[str]] = {
     "trl:RewardConfig": REWARD_CONFIG,
     "trl:DPOConfig": DPO_CONFIG,
     "trl.experimental.orpo:ORPOConfig": ORPO_CONFIG,
+    "trl:KTOConfig": KTO_CONFIG,
     "trl:GRPOConfig": GRPO_CONFIG,
     "trl:RLOOConfig": RLOO_CONFIG,
 }

@@ -790,10 +790,47 @@ def test_orpo_from_scratch_learns_the_preferred_continuation(cli, files, tmp_pat
     assert result.exit_code == 0, result.output  # ORPO needs no reference model to be evaluated
 
 
+# ------------------------------------------------------------------------------ kto
+
+
+@pytest.mark.slow
+def test_kto_from_pairs_learns_the_preferred_continuation(cli, files, tmp_path):
+    """KTO on DPO's pairs, unpaired: before training the policy is its own reference (every reward 0,
+    KTO's loss 1 - sigmoid(0) = 0.5); after, desirable completions gain reward over undesirable ones."""
+    out = tmp_path / "kto"
+    result = cli("train", files.dpo, "task=kto", "training.learning_rate=1e-2", "-o", out)
+    assert result.exit_code == 0, result.output
+    before, after = metrics_of(out)
+    assert before["reward_margin"] == 0 and before["loss"] == pytest.approx(0.5, abs=1e-4), before
+    assert after["reward_margin"] > 0 and after["reward_chosen"] > after["reward_rejected"] and after["loss"] < 0.45, after
+    result = cli("predict", out, "the movie was", "--max-new-tokens", "3")
+    assert result.exit_code == 0 and result.stdout.startswith("the movie was\t->"), result.output
+
+
+def kto_rows(n: int, label=lambda i: i % 2 == 0) -> list[dict]:
+    rows = continuation_pairs(n, seed=4)
+    return [{"prompt": r["prompt"], "completion": r["chosen" if label(i) is True else "rejected"], "label": label(i)}
+            for i, r in enumerate(rows)]
+
+
+def test_kto_takes_unpaired_labelled_rows(cli, files, tmp_path):
+    data = write_jsonl(tmp_path / "kto.jsonl", kto_rows(40))
+    result = cli("validate", files.dpo, "task=kto", f"data.train={data}")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("label, needle", [(lambda i: "yes" if i == 3 else i % 2 == 0, "not true or false"),
+                                           (lambda i: True, "only desirable")])
+def test_a_kto_label_that_is_not_a_bool_or_one_kind_only_is_a_clean_error(cli, files, tmp_path, label, needle):
+    data = write_jsonl(tmp_path / "kto.jsonl", kto_rows(40, label))
+    assert_clean_error(cli("validate", files.dpo, "task=kto", f"data.train={data}"), 2, needle)
+
+
 # ------------------------------------------------------------------------------ errors
 
 
-@pytest.mark.parametrize("recipe", ["gpt2-tweets-dpo", "gpt2-tweets-orpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-chat"])
+@pytest.mark.parametrize("recipe", ["gpt2-tweets-dpo", "gpt2-tweets-orpo", "gpt2-tweets-kto", "gpt2-tweets-grpo",
+                                    "gpt2-tweets-rloo", "gpt2-tweets-chat"])
 def test_a_missing_run_folder_names_the_recipe_that_makes_it(cli, tmp_path, monkeypatch, recipe):
     monkeypatch.chdir(tmp_path)  # no runs/ here
     assert_clean_error(cli("validate", recipe), 2, "model path does not exist: runs/gpt2-tweets",
@@ -804,7 +841,7 @@ def test_recipes_that_chain_runs_are_valid_before_the_runs_exist(tmp_path, monke
     from hf_tuner.recipes import load_config
 
     monkeypatch.chdir(tmp_path)
-    for name in ("gpt2-tweets-dpo", "gpt2-tweets-orpo", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-lora",
+    for name in ("gpt2-tweets-dpo", "gpt2-tweets-orpo", "gpt2-tweets-kto", "gpt2-tweets-grpo", "gpt2-tweets-rloo", "gpt2-tweets-lora",
                  "gpt2-tweets-chat", "bart-en-fr-lora"):
         assert Path(load_config(name).model.name_or_path).parts[0] == "runs"
 

@@ -30,6 +30,7 @@ REGISTRY: dict[str, Any] = {
     "reward-modeling": "hf_tuner.tasks.reward_modeling:TASK",
     "dpo": "hf_tuner.tasks.dpo:TASK",
     "orpo": "hf_tuner.tasks.orpo:TASK",
+    "kto": "hf_tuner.tasks.kto:TASK",
     "grpo": "hf_tuner.tasks.policy:GRPO",
     "rloo": "hf_tuner.tasks.policy:RLOO",
     "token-classification": "hf_tuner.tasks.token_classification:TASK",

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..data import Splits
-from ..errors import ConfigError
-from .base import CardInfo, Job, Loaded, Objective, Task, fit_tokenizer, rounded
+from .base import CardInfo, Job, Loaded, Objective, Task, rounded
 from .parts.families import CausalLMFamily
 from .parts.language import complete_prompts
-from .parts.preference import PreferencePairs, pair_length_grouped, trl_pair_metrics
+from .parts.preference import PreferencePairs, pair_length_grouped, reference_model, trl_pair_metrics
 
 class DPOObjective(Objective):
     """TRL's DPO loss against a frozen reference (a copy of the start, or the adapter switched off)."""
@@ -51,19 +50,9 @@ class DPOObjective(Objective):
         stands in for it, and is never trained on."""
         from ..modeling import is_peft
 
-        reference = None if is_peft(model) or start is None else self.reference(job, start, model, processing)
+        reference = None if is_peft(model) or start is None else reference_model(job, start, model, processing)
         stand_in = Splits(features.validation, features.validation, None, dict(features.sources), list(features.notes))
         return self.build_trainer(job, args, model, processing, stand_in, reference)
-
-    def reference(self, job: Job, start: Any, model: Any, processing: Any) -> Any:
-        """The model a finished run started from (its `model:` section), fitted to the run's tokenizer."""
-        if start.from_scratch is not None:
-            raise ConfigError("this DPO run started from a model built from scratch, which was not saved: there is "
-                              "no reference model to evaluate it against")
-        from ..modeling import load_config_for, load_model
-
-        reference = load_model(job.family.auto_class(), start, load_config_for(start, pad_token_id=model.config.pad_token_id))
-        return fit_tokenizer(reference, processing).eval()  # a pad token may have been added to the tokenizer
 
     def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         return rounded(trl_pair_metrics(runner.evaluate(eval_dataset=getattr(features, split), metric_key_prefix="eval")))

@@ -13,8 +13,8 @@ from pydantic import Field
 
 from ...config import DataConfig
 from ...data import Lengths, Splits, tokenizer_fingerprint
-from ...errors import DataError
-from ..base import DataPart, Job, load_checked
+from ...errors import ConfigError, DataError
+from ..base import DataPart, Job, fit_tokenizer, load_checked
 from .chat import is_conversation, require_template
 from .chat import render as chat_render
 
@@ -170,3 +170,15 @@ def trl_pair_metrics(raw: dict[str, Any]) -> dict[str, Any]:
 
     stripped = strip_metrics(raw, "eval")
     return {PAIR_METRIC_NAMES[k]: v for k, v in stripped.items() if k in PAIR_METRIC_NAMES}
+
+
+def reference_model(job: Job, start: Any, model: Any, processing: Any) -> Any:
+    """The reference of a finished run's evaluation (DPO, KTO): the model the run started from (its
+    `model:` section), fitted to the run's tokenizer (a pad token may have been added to it)."""
+    from ...modeling import load_config_for, load_model
+
+    if start.from_scratch is not None:
+        raise ConfigError(f"this {job.task.name} run started from a model built from scratch, which was not saved: "
+                          "there is no reference model to evaluate it against")
+    reference = load_model(job.family.auto_class(), start, load_config_for(start, pad_token_id=model.config.pad_token_id))
+    return fit_tokenizer(reference, processing).eval()
