@@ -339,6 +339,8 @@ def plan_command(
         spread = " ".join(f"{k}={v}" for k, v in l.items() if k.startswith("p") or k == "max")
         typer.echo(f"  {'tokens ' + l['name']:<16} {spread}; limit {l['limit']}: {100 * l['over_limit']:.1f}% of rows {l['beyond']}")
     typer.echo(f"  {'steps/epoch':<16} {p['steps_per_epoch']:,}")
+    for note in p.get("notes", []):
+        typer.echo(f"  {'note':<16} {note}")
     typer.echo(f"  {'memory/device':<16} {gib(p['memory_total'])} ({p['device']}, {p['precision']}, {p['optimizer']}, "
                f"longest batch {p['sequence_for_memory']} tokens)")
     for name, value in p["memory_per_device"].items():

@@ -195,6 +195,8 @@ def preflight(cfg: RunConfig, launch: Any, sample_rows: int = 2000) -> dict[str,
     }
     if rows != len(train):
         out["training_rows_estimated"] = rows
+    if job.notes:
+        out["notes"] = list(job.notes)  # e.g. pairs that truncation makes identical
     out["fits"], out["fit_note"] = fits(mem.total, processes // launch.num_machines, on_gpu)
     return out
 

@@ -7,6 +7,7 @@ the TRL configs' CPU defaults."""
 from __future__ import annotations
 
 import json
+import re
 import math
 import random
 from pathlib import Path
@@ -824,6 +825,50 @@ def test_kto_takes_unpaired_labelled_rows(cli, files, tmp_path):
 def test_a_kto_label_that_is_not_a_bool_or_one_kind_only_is_a_clean_error(cli, files, tmp_path, label, needle):
     data = write_jsonl(tmp_path / "kto.jsonl", kto_rows(40, label))
     assert_clean_error(cli("validate", files.dpo, "task=kto", f"data.train={data}"), 2, needle)
+
+
+# ------------------------------------------------------------------------------ pairs that truncation makes identical
+
+
+LONG_PROMPT = " ".join(["the story of the film was long and the music was quite good"] * 6)  # > 32 tokens
+
+
+@pytest.mark.parametrize("recipe, task", [("dpo", "dpo"), ("reward", "reward-modeling"), ("dpo", "orpo"), ("dpo", "kto")])
+def test_pairs_that_differ_only_past_max_length_are_counted_and_dropped(cli, files, tmp_path, recipe, task):
+    rows = continuation_pairs(40, seed=6) + [{"prompt": LONG_PROMPT, "chosen": " good", "rejected": " bad"}] * 8
+    data = write_jsonl(tmp_path / "long.jsonl", rows)
+    result = cli("validate", getattr(files, recipe), f"task={task}", f"data.train={data}", "--json")
+    assert result.exit_code == 0, result.output
+    notes = [n for n in json.loads(result.stdout).get("notes", []) if "identical within data.max_length=32" in n]
+    assert sum(int(re.match(r"\w+: (\d+) of", n).group(1)) for n in notes) == 8, notes  # train + validation
+    result = cli("plan", getattr(files, recipe), f"task={task}", f"data.train={data}")
+    assert result.exit_code == 0 and "identical within data.max_length=32" in result.stdout, result.output
+    # the short pairs alone: none identical
+    short = write_jsonl(tmp_path / "short.jsonl", rows[:40])
+    result = cli("validate", getattr(files, recipe), f"task={task}", f"data.train={short}", "--json")
+    assert result.exit_code == 0 and not any("identical" in n for n in json.loads(result.stdout).get("notes", [])), result.output
+
+
+def test_training_drops_the_pairs_truncation_makes_identical(files, tmp_path):
+    from hf_tuner.modeling import train_tokenizer
+    from hf_tuner.recipes import load_config
+    from hf_tuner.tasks import get_task
+
+    rows = continuation_pairs(40, seed=6) + [{"prompt": LONG_PROMPT, "chosen": " good", "rejected": " bad"}] * 8
+    cfg = load_config(files.dpo, [f"data.train={write_jsonl(tmp_path / 'long.jsonl', rows)}"])
+    job = get_task("dpo").bind(cfg)
+    splits = job.data.load(job)
+    tokenizer = train_tokenizer([r["prompt"] + r["chosen"] + r["rejected"] for r in rows], "byte-level-bpe", 300, 1, "causal")
+    out = job.data.preprocess(job, splits, tokenizer)
+    assert len(splits.train) + len(splits.validation) == 48
+    assert len(out.train) + len(out.validation) == 40 and LONG_PROMPT not in list(out.train["prompt"]) + list(out.validation["prompt"])
+
+
+def test_no_pair_left_after_truncation_is_a_clean_error(cli, files, tmp_path):
+    rows = [{"prompt": LONG_PROMPT + f" {i}", "chosen": " good", "rejected": " bad"} for i in range(20)]
+    data = write_jsonl(tmp_path / "long.jsonl", rows)
+    assert_clean_error(cli("validate", files.dpo, f"data.train={data}"), 2, "every train pair is identical",
+                       "raise data.max_length")
 
 
 # ------------------------------------------------------------------------------ errors

@@ -20,7 +20,8 @@ from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked
 from .parts.chat import is_conversation
 from .parts.families import CausalLMFamily
 from .parts.language import complete_prompts
-from .parts.preference import PreferenceData, check_pairs, pair_texts, reference_model, trl_pair_metrics
+from .parts.preference import (PreferenceData, check_pairs, check_truncated_pairs, drop_truncated_pairs, pair_texts,
+                               reference_model, trl_pair_metrics)
 
 KTO_METRICS = {"kl": "kl"}  # besides the pair metric names (rewards/chosen, rewards/margins, ...)
 
@@ -78,6 +79,8 @@ class LabelledCompletions(DataPart):
         chosen completions before its rejected ones."""
         from trl.data_utils import extract_prompt, unpair_preference_dataset
 
+        splits = drop_truncated_pairs(job, splits, processing) if "chosen" in splits.train.column_names else splits
+
         def prepare(name: str, ds: Any) -> Any:
             if "chosen" in ds.column_names:
                 if "prompt" not in ds.column_names:  # whole dialogues (hh-rlhf): the shared start is the prompt
@@ -86,6 +89,10 @@ class LabelledCompletions(DataPart):
             return ds.shuffle(seed=job.cfg.training.seed) if name == "train" else ds
 
         return splits.map(prepare)
+
+    def check_processing(self, job: Job, splits: Splits, processing: Any) -> None:
+        if "chosen" in splits.train.column_names:
+            check_truncated_pairs(job, splits, processing)
 
     def defaults(self, job: Job) -> dict[str, Any]:
         return {"train_sampling_strategy": "sequential"}  # see `preprocess`

@@ -54,7 +54,11 @@ class PreferencePairs(DataPart):
             if col in splits.train.column_names and isinstance(splits.train[0][col], str):
                 yield from splits.train[col]
 
+    def check_processing(self, job: Job, splits: Splits, processing: Any) -> None:
+        check_truncated_pairs(job, splits, processing)
+
     def preprocess(self, job: Job, splits: Splits, processing: Any) -> Splits:
+        splits = drop_truncated_pairs(job, splits, processing)
         if not self.tokenised:
             return splits
         max_length = job.cfg.data.max_length
@@ -118,6 +122,41 @@ def pair_texts(batch: dict[str, list], tokenizer: Any) -> tuple[list[str], list[
     chosen = [render(tokenizer, p, c) for p, c in zip(prompts, batch["chosen"])]
     rejected = [render(tokenizer, p, r) for p, r in zip(prompts, batch["rejected"])]
     return chosen, rejected
+
+
+def identical_after_truncation(tokenizer: Any, batch: dict[str, list], max_length: int) -> list[bool]:
+    """Per pair: do chosen and rejected (each with the prompt, as the model reads them) have the same
+    first `max_length` tokens? Long dialogues that differ only in the last turn do, once the shared
+    part fills `max_length`: such a pair teaches nothing (TRL's trainers keep the start)."""
+    chosen, rejected = pair_texts(batch, tokenizer)
+    ids = [tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] for texts in (chosen, rejected)]
+    return [c == r for c, r in zip(*ids)]
+
+
+def truncated_pairs(job: Job, ds: Any, processing: Any) -> list[bool]:
+    return identical_after_truncation(processing, ds[:], job.cfg.data.max_length) if len(ds) else []
+
+
+def check_truncated_pairs(job: Job, splits: Splits, processing: Any) -> None:
+    """`validate`, `plan` and `train`: a note counting the pairs of each split that truncation makes
+    identical (training drops them: `drop_truncated_pairs`), an error when no training pair is left."""
+    limit = job.cfg.data.max_length
+    for name, ds in splits.items():
+        flags = truncated_pairs(job, ds, processing)
+        if name == "train" and flags and all(flags):
+            raise DataError(f"every train pair is identical within data.max_length={limit} tokens (chosen and rejected "
+                            "differ only past it), so none teaches anything: raise data.max_length")
+        if any(flags):
+            job.notes.append(f"{name}: {sum(flags)} of {len(flags)} pairs are identical within data.max_length={limit} "
+                             "tokens (they differ only past it) and are dropped")
+
+
+def drop_truncated_pairs(job: Job, splits: Splits, processing: Any) -> Splits:
+    def drop(name: str, ds: Any) -> Any:
+        flags = truncated_pairs(job, ds, processing)
+        return ds.select([i for i, same in enumerate(flags) if not same]) if any(flags) else ds
+
+    return splits.map(drop)
 
 
 def pair_encoder(tokenizer: Any, max_length: int):
