@@ -38,7 +38,8 @@ def gather_inputs(texts: list[str], file: Optional[str] = None, messages: Option
         if not path.is_file():
             raise ConfigError(f"input file not found: {file}")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            # lines end at "\n" only: a JSON string may hold U+2028 and the like, which splitlines() would cut at
+            lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
         except UnicodeDecodeError as exc:
             raise DataError(f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason}): save it as UTF-8") from None
         numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
