@@ -30,6 +30,12 @@ def letter_a(completions, **_):
     return [c.count("a") / len(c) if c else 0.0 for c in completions]
 
 
+def chat_letter_a(completions, **_):
+    """letter_a of conversational completions (TRL passes each as [{"role": "assistant", "content": ...}])."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [t.count("a") / len(t) if t else 0.0 for t in texts]
+
+
 def broken(completions, **_):
     raise ValueError("no score for you")
 
@@ -352,6 +358,24 @@ def test_grpo_raises_a_function_reward(cli, files, tmp_path, monkeypatch):
     assert any("reward" in h for h in history)  # what reward.png plots
     steps = json.loads((out / "summary.json").read_text())["train"]["global_steps"]
     assert len(sampled) == steps and sum(sampled) > 0  # every step's completions came from loops.sample
+
+
+@pytest.mark.slow
+def test_grpo_takes_conversational_prompts(cli, files, tmp_path):
+    """Prompts as lists of messages go through the chat template (TRL renders them; hf-tuner measures and
+    samples them the same way): a run trains, and its held-out samples answer each conversation."""
+    rng = random.Random(7)
+    chats = write_jsonl(tmp_path / "chats.jsonl", [{"prompt": [{"role": "user", "content": " ".join(sentence(rng, 2, 4))}]}
+                                                   for _ in range(48)])
+    out = tmp_path / "grpo-chat"
+    result = cli("train", files.grpo, f"data.train={chats}", "model.tokenizer.chat_template=chatml",
+                 "data.max_prompt_length=24", fn(files, "chat_letter_a"), "-o", out)
+    assert result.exit_code == 0, result.output
+    samples = [json.loads(l) for l in (out / "samples_after.jsonl").read_text().splitlines()]
+    assert samples and all(isinstance(s["completion"], str) for s in samples), samples[:2]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": [{"role": "robot", "content": "hi"}]}] * 12)
+    assert_clean_error(cli("validate", files.grpo, f"data.train={bad}", "model.tokenizer.chat_template=chatml"), 2,
+                       "unknown role 'robot'")
 
 
 @pytest.mark.slow

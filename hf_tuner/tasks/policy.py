@@ -29,6 +29,7 @@ from ..data import Lengths, Splits, require_text
 from ..errors import ConfigError, DataError
 from .base import Bare, CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked, model_of, rounded, trl_setting
 from .parts.language import complete_prompts
+from .parts.chat import check_messages, is_conversation, prompt_text
 from .parts.families import CausalLMFamily
 from .parts.rewards import RewardSpec
 
@@ -88,11 +89,15 @@ class Prompts(DataPart):
         def check(name: str, ds: Any) -> None:
             if isinstance(ds[0]["prompt"], str):
                 require_text(ds, "prompt", name)
+            else:  # conversational prompts (TRL renders them with the chat template)
+                for i, value in enumerate(ds["prompt"]):
+                    check_messages(value, f"column 'prompt' of the {name} data, row {i}", need_assistant=False)
 
         return load_checked(job, {"prompt_column": d.prompt_column}, after=no_clash, check=check)
 
     def training_texts(self, job: Job, splits: Splits):
-        yield from (str(p) for p in splits.train["prompt"])
+        for p in splits.train["prompt"]:
+            yield from ([m["content"] for m in p] if is_conversation(p) else [str(p)])
 
     def check_positions(self, job: Job, positions: int) -> None:
         completion = trl_setting(job.cfg, job.objective.arguments, "max_completion_length")
@@ -107,8 +112,8 @@ class Prompts(DataPart):
         dropped: dict[str, int] = {}
 
         def fits(name: str, ds: Any) -> Any:
-            rows = processing([str(p) for p in ds["prompt"]], add_special_tokens=False)["input_ids"]
-            if job.cfg.data.truncate_prompts:
+            rows = processing([prompt_text(processing, p) for p in ds["prompt"]], add_special_tokens=False)["input_ids"]
+            if job.cfg.data.truncate_prompts and not is_conversation(ds[0]["prompt"]):  # a conversation is not cut
                 cut = [processing.decode(ids[:limit]).strip() if len(ids) > limit else None for ids in rows]
                 if any(c is not None for c in cut):
                     ds = ds.map(lambda row, i: {"prompt": cut[i] if cut[i] is not None else row["prompt"]},
@@ -130,7 +135,7 @@ class Prompts(DataPart):
 
     def token_lengths(self, job: Job, rows: Any, processing: Any) -> list[Lengths]:
         d = job.cfg.data
-        ids = processing([str(p) for p in rows["prompt"]], add_special_tokens=False)["input_ids"]
+        ids = processing([prompt_text(processing, p) for p in rows["prompt"]], add_special_tokens=False)["input_ids"]
         return [Lengths("prompt", [len(x) for x in ids], d.max_prompt_length, "cut" if d.truncate_prompts else "dropped")]
 
     def memory_sequence(self, job: Job, model_config: Any, lengths: list[Any]) -> int:

@@ -107,3 +107,12 @@ def last_user_turn(messages: list[dict[str, str]]) -> Optional[list[dict[str, st
     """A conversation up to and including its last user message (what `predict -f chats.jsonl` answers)."""
     last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
     return None if last is None else messages[:last + 1]
+
+
+def prompt_text(tokenizer: Any, prompt: Any) -> str:
+    """A prompt as the model reads it before its completion: a conversation rendered with the chat
+    template and its generation prompt, a text as it is."""
+    if is_conversation(prompt):
+        require_template(tokenizer)
+        return render(tokenizer, prompt, generation_prompt=True)
+    return str(prompt)
