@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Result, assert_clean_error
+from conftest import HUB_TOKEN, Result, assert_clean_error
 
 IGNORE = -100
 CONVERSATION = [
@@ -217,7 +217,7 @@ def chat_run(tmp_path_factory) -> tuple[Path, Result]:
 
 
 @pytest.mark.slow
-def test_a_chat_run_learns_the_assistant_turns_and_answers_as_a_pipeline_does(chat_run, cli, tmp_path):
+def test_a_chat_run_learns_the_assistant_turns_and_answers_as_a_pipeline_does(chat_run, cli, tmp_path, hub):
     import transformers
 
     out, result = chat_run
@@ -243,3 +243,11 @@ def test_a_chat_run_learns_the_assistant_turns_and_answers_as_a_pipeline_does(ch
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["input"] for r in rows] == ["Now a negative one.", ask] and rows[1]["output"] == ours["output"]
+
+    # eval on a conversation file scores the assistant tokens; push sends the template with the tokenizer
+    result = cli("eval", str(out), "--data", str(chats_file(tmp_path, GOOD, "eval.jsonl")))
+    assert result.exit_code == 0 and "perplexity" in result.stdout, result.output
+    result = cli("push", str(out), "--repo-id", "me/chat", "--token", HUB_TOKEN, "--endpoint", hub.url)
+    assert result.exit_code == 0, result.output
+    pushed = hub.files("me/chat")
+    assert "<|im_start|>" in pushed["chat_template.jinja"].decode() and "pipeline_tag: text-generation" in pushed["README.md"].decode()
