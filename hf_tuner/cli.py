@@ -17,7 +17,7 @@ app = typer.Typer(
     help="Fine-tune Hugging Face models from recipes (full or LoRA; classifiers, language models, seq2seq, vision, "
          "reward models, DPO, GRPO/RLOO), then evaluate, compare runs and push.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -80,11 +80,15 @@ def main(
 
 @recipes_app.command("list")
 @handle_errors
-def recipes_list() -> None:
+def recipes_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """List the bundled recipes: name, task, method, what they need to run, description."""
     from .recipes import list_recipes
 
     infos = list_recipes()
+    if as_json:
+        typer.echo(json.dumps([{"name": r.name, "task": r.task, "method": r.method, "runs": r.runs,
+                                "description": r.description} for r in infos]))
+        return
     width = max((len(r.name) for r in infos), default=4)
     twidth = max((len(r.task) for r in infos), default=4)
     rwidth = max((len(r.runs) for r in infos), default=4)
@@ -127,11 +131,15 @@ def recipes_copy(
 
 @profiles_app.command("list")
 @handle_errors
-def profiles_list() -> None:
+def profiles_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """List the launch profiles: name, accelerate distributed type, what is sharded, description."""
     from .launch import list_profiles
 
     infos = list_profiles()
+    if as_json:
+        typer.echo(json.dumps([{"name": p.name, "distributed_type": p.distributed_type, "sharded": p.shards,
+                                "description": p.description} for p in infos]))
+        return
     width = max(len(p.name) for p in infos)
     typer.echo(f"{'NAME'.ljust(width)}  {'TYPE'.ljust(10)}  {'SHARDED'.ljust(27)}  DESCRIPTION")
     for p in infos:
@@ -203,8 +211,12 @@ def validate(
     from .recipes import load_config
     from .run import describe, prepare, training_examples
 
+    from .errors import ConfigError
+
     cfg = load_config(recipe, overrides or [])
     launch = _launch_setup(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+    if launch.problem():  # the recipe may be fine, but `train` would refuse this launch here
+        raise ConfigError(launch.problem())
     prepared = prepare(cfg)
     facts = describe(prepared)
     facts.update(launch.facts(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps))
@@ -237,9 +249,16 @@ def train(
     main_process_ip: Optional[str] = MAIN_IP,
     main_process_port: Optional[int] = MAIN_PORT,
     trial: Optional[str] = typer.Option(None, "--trial", hidden=True, help="Set by `hf-tuner sweep`: SWEEP#NUMBER, the trial this run is."),
+    dry_run: bool = typer.Option(False, "--dry-run", hidden=True, help="Not a train option: see `hf-tuner validate`."),
 ) -> None:
     """Fine-tune as a recipe says and write a run folder (several processes or machines: through accelerate launch)."""
     from pathlib import Path
+
+    if dry_run:
+        from .errors import ConfigError
+
+        raise ConfigError(f"train has no --dry-run: `hf-tuner validate {recipe}` checks the recipe, its data and model "
+                          f"without training, and `hf-tuner plan {recipe}` estimates memory and steps")
 
     from .launch import launch, under_launcher
     from .recipes import load_config, resolve_recipe
@@ -337,7 +356,8 @@ def plan_command(
                + (f", about {p['training_rows_estimated']:,} examples per epoch" if "training_rows_estimated" in p else ""))
     for l in p["lengths"]:
         spread = " ".join(f"{k}={v}" for k, v in l.items() if k.startswith("p") or k == "max")
-        typer.echo(f"  {'tokens ' + l['name']:<16} {spread}; limit {l['limit']}: {100 * l['over_limit']:.1f}% of rows {l['beyond']}")
+        label = "tokens" if l["name"] == "tokens" else f"tokens {l['name']}"
+        typer.echo(f"  {label:<16} {spread}; limit {l['limit']}: {100 * l['over_limit']:.1f}% of rows {l['beyond']}")
     typer.echo(f"  {'steps/epoch':<16} {p['steps_per_epoch']:,}")
     for note in p.get("notes", []):
         typer.echo(f"  {'note':<16} {note}")
@@ -494,7 +514,8 @@ def runs_command(
                           f"`hf-tuner runs compare {' '.join(args)}`")
     folder = Path(args[0]) if args else Path("runs")
     if not args and not folder.is_dir():
-        typer.echo("no runs yet: runs/ does not exist here (train one with `hf-tuner train quickstart`, or give the folder)")
+        typer.echo("[]" if as_json else
+                   "no runs yet: runs/ does not exist here (train one with `hf-tuner train quickstart`, or give the folder)")
         return
     found = list_runs(folder)
     if as_json:

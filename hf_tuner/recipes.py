@@ -97,15 +97,25 @@ def resolve_recipe(recipe: str) -> Path:
 
 
 def copy_recipe(name: str, dest: str, force: bool = False) -> Path:
-    """Copy a bundled recipe to DEST (a file, or a folder to put NAME.yaml in)."""
-    return copy_file(resolve_recipe(name), dest, force)
+    """Copy a bundled recipe to DEST (a file, or a folder to put NAME.yaml in). A copy under another
+    name trains into its own folder: `output_dir: runs/NAME` becomes `runs/NEW` (two copies of one
+    recipe would otherwise train into one folder)."""
+    import re
+
+    source = resolve_recipe(name)
+    target = copy_file(source, dest, force)
+    if target.stem != source.stem:
+        text = target.read_text(encoding="utf-8")
+        pattern = re.compile(rf"^(output_dir:\s*[\"']?runs/){re.escape(source.stem)}(?=[\"']?\s*(#.*)?$)", re.M)
+        target.write_text(pattern.sub(lambda m: m.group(1) + target.stem, text), encoding="utf-8")
+    return target
 
 
 def copy_file(source: Path, dest: str, force: bool = False) -> Path:
     """Copy a bundled file (recipe, launch profile) to DEST, a file or a folder; never overwrite
     an existing file unless `force`."""
     target = Path(dest).expanduser()
-    if target.is_dir():
+    if target.is_dir() or dest.endswith(("/", "\\")):  # an existing folder, or a new one (a trailing slash)
         target = target / source.name
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists: choose another path or pass --force")

@@ -105,7 +105,10 @@ def training_arguments(cfg: RunConfig, job: Any, out: Path) -> Any:
     the task's (`Job.training_defaults`), then what the recipe set; precision from the hardware."""
     from .modeling import choose_precision, has_accelerator
 
-    values = {**cfg.training.model_dump(exclude_none=True), **job.training_defaults(), **cfg.training.set_by_recipe()}
+    # a progress bar (rate, ETA) on a terminal; plain log lines at logging_steps in CI and log files.
+    # Said here: transformers derives it from its log level, which `quiet_libraries` lowers (no bar ever)
+    values = {"disable_tqdm": not sys.stderr.isatty(), **cfg.training.model_dump(exclude_none=True),
+              **job.training_defaults(), **cfg.training.set_by_recipe()}
     values.update(choose_precision(cfg))
     if not has_accelerator():
         values["use_cpu"] = True  # without it, processes under `accelerate launch` on CPU don't join up

@@ -48,7 +48,9 @@ def test_recipes_show_and_copy(cli, tmp_path):
     shown = cli("recipes", "show", "quickstart")
     assert shown.exit_code == 0 and yaml.safe_load(shown.stdout)["task"] == "text-classification"
     copied = cli("recipes", "copy", "quickstart", tmp_path / "mine.yaml")
-    assert copied.exit_code == 0 and (tmp_path / "mine.yaml").read_text() == shown.stdout
+    # the copy is the recipe, its output_dir following the copy's name
+    assert copied.exit_code == 0 and (tmp_path / "mine.yaml").read_text() == shown.stdout.replace(
+        "output_dir: runs/quickstart", "output_dir: runs/mine")
     again = cli("recipes", "copy", "quickstart", tmp_path / "mine.yaml")
     assert again.exit_code == 2 and "already exists" in again.stderr
 

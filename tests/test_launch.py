@@ -162,11 +162,12 @@ def test_two_process_training_writes_one_run(tmp_path):
 
 
 def test_a_recipe_names_its_launch_and_the_flags_win(cli):
-    result = cli("validate", "quickstart", "launch.profile=deepspeed-zero2", "launch.num_processes=2")
+    result = cli("validate", "quickstart", "launch.profile=ddp", "launch.num_processes=2")
     assert result.exit_code == 0, result.output
-    assert "profile deepspeed-zero2 (DEEPSPEED; sharded: gradients+optimizer)" in result.stdout
-    assert "32 = 16 per device x 1 accumulation x 2 processes" in result.stdout
-    assert "launch_problem" in result.stdout  # no deepspeed (or no GPU) here: validate says so before train refuses
+    assert "profile ddp" in result.stdout and "32 = 16 per device x 1 accumulation x 2 processes" in result.stdout
+    # no deepspeed (or no GPU) here: validate refuses the launch as train would, before loading anything
+    assert_clean_error(cli("validate", "quickstart", "launch.profile=deepspeed-zero2", "launch.num_processes=2"), 2,
+                       "profile deepspeed-zero2 needs")
     flagged = cli("validate", "quickstart", "launch.profile=fsdp", "--profile", "ddp", "-n", "3")
     assert "profile ddp" in flagged.stdout and "x 3 processes" in flagged.stdout
     assert_clean_error(cli("validate", "quickstart", "launch.profil=fsdp"), 2, "launch.profil", "profile")
