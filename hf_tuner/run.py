@@ -34,6 +34,9 @@ class Prepared:
 
 def prepare(cfg: RunConfig) -> Prepared:
     """Load data and model as the recipe says and check them, without training."""
+    from .data import check_paths
+
+    check_paths(cfg.data)  # before the heavy imports below: a missing file answers in about a second
     from transformers import set_seed
 
     from .modeling import choose_precision, count_parameters, quiet_libraries

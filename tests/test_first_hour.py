@@ -69,3 +69,37 @@ def test_plan_names_each_measured_field_once(cli):
     result = cli("plan", "ner-tweets", "data.max_train_samples=64")
     assert result.exit_code == 0, result.output
     assert "tokens tokens" not in result.stdout and "tokens " in result.stdout
+
+
+@pytest.mark.parametrize("name, content, needles", [
+    ("latin.csv", "text,label\nhello,positive\ncafé au lait,negative\n".encode("latin-1"), ("line 3", "not utf-8", "data.encoding")),
+    ("ragged.csv", b"text,label\nhello,positive\nbad,row,extra\nfine,negative\n", ("line 3", "3 fields", "header has 2")),
+    ("broken.jsonl", b'{"text": "a", "label": "positive"}\n{"text": "b", "label": \n{"text": "c", "label": "x"}\n',
+     ("line 2", "not valid JSON")),
+])
+def test_a_file_that_does_not_parse_names_its_line(cli, tmp_path, name, content, needles):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = cli("validate", "quickstart", f"data.train={path}")
+    assert_clean_error(result, 2, name, *needles)
+    assert "Failed to read file" not in result.output  # no log line of datasets leaks before ours
+
+
+def test_data_encoding_reads_a_latin_1_file(cli, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("text,label\n" + "".join(f"café {i},{'positive' if i % 2 else 'negative'}\n" for i in range(40))).encode("latin-1"))
+    result = cli("validate", "quickstart", f"data.train={path}", "data.encoding=latin-1")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_missing_data_file_is_reported_before_torch_is_imported(tmp_path):
+    """The check that needs no model runs first: `validate` answers without importing torch (which
+    takes most of the 7-10 s it took before)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom hf_tuner.cli import app\n"
+            f"r = CliRunner().invoke(app, ['validate', 'quickstart', 'data.train={tmp_path}/missing.csv'])\n"
+            "print(r.exit_code, 'torch' in sys.modules, r.stderr.strip())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split(" ", 2)
+    assert out[:2] == ["2", "False"] and "data file not found" in out[2], out
