@@ -61,8 +61,12 @@ def left_out(command: str) -> str | None:
         import yaml
 
         recipe = copied_from().get(args[1], args[1])  # my.yaml: the README made it with `recipes copy`
-        if needs(yaml.safe_load(resolve_recipe(recipe).read_text())) == "hub":
+        data = yaml.safe_load(resolve_recipe(recipe).read_text())
+        if needs(data) == "hub":
             return f"{args[1]} needs the Hub"
+        start = str((data.get("model") or {}).get("name_or_path") or "")
+        if start.startswith("runs/") and start.split("/")[1] not in STAND_INS:
+            return f"{args[1]} starts from a trained {start}"
     runs = [a.split("/")[1] for a in args[1:] if a.startswith("runs/")]
     missing = [r for r in runs if r not in STAND_INS]
     if missing:
