@@ -13,7 +13,7 @@ from ..data import Splits
 from .base import CardInfo, Job, Loaded, Objective, Task, rounded
 from .parts.families import CausalLMFamily
 from .parts.language import complete_prompts
-from .parts.preference import PreferencePairs, pair_length_grouped, reference_model, trl_pair_metrics
+from .parts.preference import PreferencePairs, evaluated_as_train, pair_length_grouped, reference_model, trl_pair_metrics
 
 class DPOObjective(Objective):
     """TRL's DPO loss against a frozen reference (a copy of the start, or the adapter switched off)."""
@@ -51,8 +51,7 @@ class DPOObjective(Objective):
         from ..modeling import is_peft
 
         reference = None if is_peft(model) or start is None else reference_model(job, start, model, processing)
-        stand_in = Splits(features.validation, features.validation, None, dict(features.sources), list(features.notes))
-        return self.build_trainer(job, args, model, processing, stand_in, reference)
+        return self.build_trainer(job, args, model, processing, evaluated_as_train(features), reference)
 
     def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         return rounded(trl_pair_metrics(runner.evaluate(eval_dataset=getattr(features, split), metric_key_prefix="eval")))

@@ -20,8 +20,8 @@ from .base import CardInfo, DataPart, Job, Loaded, Objective, Task, load_checked
 from .parts.chat import is_conversation
 from .parts.families import CausalLMFamily
 from .parts.language import complete_prompts
-from .parts.preference import (PreferenceData, check_pairs, check_truncated_pairs, drop_truncated_pairs, pair_texts,
-                               reference_model, trl_pair_metrics)
+from .parts.preference import (PreferenceData, check_pairs, check_truncated_pairs, drop_truncated_pairs, evaluated_as_train,
+                               pair_texts, reference_model, trl_pair_metrics)
 
 KTO_METRICS = {"kl": "kl"}  # besides the pair metric names (rewards/chosen, rewards/margins, ...)
 
@@ -160,8 +160,7 @@ class KTOObjective(Objective):
         from ..modeling import is_peft
 
         reference = None if is_peft(model) or start is None else reference_model(job, start, model, processing)
-        stand_in = Splits(features.validation, features.validation, None, dict(features.sources), list(features.notes))
-        return self.build_trainer(job, args, model, processing, stand_in, reference)
+        return self.build_trainer(job, args, model, processing, evaluated_as_train(features), reference)
 
     def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         from ..metrics import strip_metrics

@@ -15,7 +15,7 @@ from ..data import Splits
 from .base import CardInfo, Job, Loaded, Objective, Task, rounded
 from .parts.families import CausalLMFamily
 from .parts.language import complete_prompts
-from .parts.preference import PreferencePairs, trl_pair_metrics
+from .parts.preference import PreferencePairs, evaluated_as_train, trl_pair_metrics
 
 
 class ORPOObjective(Objective):
@@ -40,8 +40,7 @@ class ORPOObjective(Objective):
                   start: Optional[Any] = None) -> Any:
         """ORPOTrainer in evaluation mode (no reference model). It insists on a train set: the
         evaluated split stands in for it, and is never trained on."""
-        stand_in = Splits(features.validation, features.validation, None, dict(features.sources), list(features.notes))
-        return self.build_trainer(job, args, model, processing, stand_in)
+        return self.build_trainer(job, args, model, processing, evaluated_as_train(features))
 
     def evaluate(self, job: Job, runner: Any, features: Splits, split: str, phase: str = "after") -> dict[str, Any]:
         # ORPOTrainer tokenises the sets it is given when it is built, and evaluates what `evaluate` is handed

@@ -221,3 +221,9 @@ def reference_model(job: Job, start: Any, model: Any, processing: Any) -> Any:
                           "there is no reference model to evaluate it against")
     reference = load_model(job.family.auto_class(), start, load_config_for(start, pad_token_id=model.config.pad_token_id))
     return fit_tokenizer(reference, processing).eval()
+
+
+def evaluated_as_train(features: Splits) -> Splits:
+    """The splits a pair trainer (DPO, ORPO, KTO) is built with to evaluate only: TRL's trainers insist on
+    a train set, so the evaluated split stands in for it (and is never trained on)."""
+    return Splits(features.validation, features.validation, None, dict(features.sources), list(features.notes))
