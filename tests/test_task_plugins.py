@@ -192,3 +192,17 @@ def test_which_runs_a_task_starts_from_is_the_kind_of_model_they_hold():
     assert causal.may_start_from(dpo)  # SFT again on top of a DPO model
     assert reward.may_start_from(dpo) and reward.may_start_from(text)
     assert not text.may_start_from(causal) and not dpo.may_start_from(text) and not text.may_start_from(reward)
+
+
+def test_every_family_names_a_transformers_class_and_a_peft_task_type():
+    """Families are values with settings: each names classes that exist (a setting in the wrong field,
+    as a positional argument once put the peft task type in `processor`, fails here, not in predict)."""
+    import peft
+    import transformers
+
+    from hf_tuner.tasks import get_task, task_names
+
+    for name in task_names():
+        family = get_task(name).family
+        assert hasattr(transformers, family.auto_model) and hasattr(transformers, family.processor), (name, family)
+        assert family.peft_task_type is None or hasattr(peft.TaskType, family.peft_task_type), (name, family)

@@ -95,7 +95,7 @@ def trl_setting(cfg: RunConfig, arguments: str, name: str) -> Any:
 # ------------------------------------------------------------------------------------------ parts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Family:
     """A model family: which Auto class, how its tokenizer or processor is built and fixed up, how a
     model is loaded or built and made to fit its tokenizer, how a finished run is loaded. A family is

@@ -97,7 +97,7 @@ def image_size_of(job: Job) -> int:
     return int(d.image_size or DEFAULT_IMAGE_SIZE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VisionEncoderDecoderFamily(Family):
     """`VisionEncoderDecoderModel`: ViT encoder, GPT-2 decoder (cross-attention), a tokenizer and an
     image processor (`CaptionProcessing`)."""

@@ -31,7 +31,7 @@ class ImageClassificationData(LabelledData, DataConfig):
     augment: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ViTFamily(Family):
     """`AutoModelForImageClassification` (ViT family) with its image processor: the checkpoint's, or
     a ViT one built from the image size."""

@@ -52,7 +52,7 @@ class MaskedLMData(DataConfig):
 # ------------------------------------------------------------------------------------------ family
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MaskedLMFamily(Family):
     """`AutoModelForMaskedLM` (BERT, RoBERTa, DistilBERT, ...): a tokenizer with a mask token; the LM
     head's decoder stays tied to the input embeddings (also under LoRA, which does not touch it)."""

@@ -311,7 +311,7 @@ class SpanExtraction(Objective):
 
 TASK = Task(
     name="question-answering",
-    family=TextHeadFamily("AutoModelForQuestionAnswering", "QUESTION_ANS"),
+    family=TextHeadFamily(auto_model="AutoModelForQuestionAnswering", peft_task_type="QUESTION_ANS"),
     data=AnswerSpans(),
     objective=SpanExtraction(),
     card=CardInfo("question-answering", "Question Answering"),

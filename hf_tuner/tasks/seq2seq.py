@@ -154,7 +154,7 @@ class Seq2SeqData(DataConfig):
     max_target_length: int = Field(64, ge=4)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Seq2SeqFamily(Family):
     """`AutoModelForSeq2SeqLM` (BART, Marian, mBART, Pegasus, T5): a model built from scratch takes its
     special token ids from the tokenizer, on its config and on the generation config it saves."""

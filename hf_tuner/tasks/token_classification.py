@@ -286,7 +286,7 @@ def group_entities(text: str, words: list[tuple[str, float, int, int]]) -> list[
 
 TASK = Task(
     name="token-classification",
-    family=TextHeadFamily("AutoModelForTokenClassification", "TOKEN_CLS"),
+    family=TextHeadFamily(auto_model="AutoModelForTokenClassification", peft_task_type="TOKEN_CLS"),
     data=TaggedWords(),
     objective=EntityTagging(),
     card=CardInfo("token-classification", "Token Classification"),

@@ -16,7 +16,7 @@ from .loops import generate, left_pad, score
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextHeadFamily(Family):
     """A text model (BERT or GPT-2 family) with a task head: sequence classification (the default;
     text classification, reward models), token classification or extractive QA. The head's size
@@ -135,7 +135,7 @@ def first_token_layer() -> Any:
     return FirstTokenLayer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CausalLMFamily(Family):
     """`AutoModelForCausalLM` (GPT-2, Llama, ...): a pad token (eos, or a new `<|endoftext|>`),
     embeddings grown to the tokenizer, positions checked against the data, and generation."""
