@@ -40,8 +40,9 @@ from _common import (add_round_options, child_flags, compare, final_metrics, med
 VARIANTS = ("hf-tuner", "hf-tuner-random", "trl-dpo")
 RECIPE = "gpt2-tweets-dpo"
 ROOT = Path(__file__).resolve().parent.parent
-# DPOConfig fields that may differ: paths and names; train_sampling_strategy (what the bench measures)
-IGNORED = {"output_dir", "logging_dir", "run_name", "hub_token", "project", "train_sampling_strategy"}
+# DPOConfig fields that may differ: paths and names; train_sampling_strategy (what the bench measures);
+# disable_tqdm (hf-tuner shows a bar on a terminal only, the children have none: it changes no computation)
+IGNORED = {"output_dir", "logging_dir", "run_name", "hub_token", "project", "train_sampling_strategy", "disable_tqdm"}
 
 
 def hf_overrides(work: Path, args: argparse.Namespace, variant: str = "hf-tuner") -> list[str]:

@@ -56,7 +56,8 @@ VARIANTS = ("hf-tuner", "trl-grpo")
 RECIPE = "gpt2-tweets-grpo"
 ROOT = Path(__file__).resolve().parent.parent
 # GRPOConfig fields that may differ: paths and names, and hf-tuner's explicit reward_weights [1.0] (TRL: None = 1.0 each)
-IGNORED = {"output_dir", "logging_dir", "run_name", "reward_weights", "hub_token", "project"}
+IGNORED = {"output_dir", "logging_dir", "run_name", "reward_weights", "hub_token", "project",
+           "disable_tqdm"}  # a progress bar on a terminal only (hf-tuner): no computation changes
 
 REWARD_FILE = '''"""The bench's reward: +1 per positive word, -1 per negative word in a completion, over its word count."""
 import re

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # names; max_length (hf-tuner cuts pairs to data.max_length itself and gives RewardTrainer None; TRL drops
 # longer pairs: none here, the script counts them); eos_token (TRL needs '[SEP]', see above);
 # train_sampling_strategy (hf-tuner groups pairs by length: what the bench measures; hf-tuner-random does not)
-IGNORED = {"output_dir", "logging_dir", "run_name", "hub_token", "project", "max_length", "eos_token",
+IGNORED = {"output_dir", "logging_dir", "run_name", "hub_token", "project", "max_length", "eos_token", "disable_tqdm",
            "train_sampling_strategy"}
 
 
