@@ -42,28 +42,28 @@ class LabelledCompletions(DataPart):
 
     def load(self, job: Job) -> Splits:
         d = job.cfg.data
-        chosen: dict[str, Optional[str]] = {}
+        columns: dict[str, Optional[str]] = {}  # data.KEY -> column, for pairs or labelled rows
 
         def pick(splits: Splits) -> dict[str, Optional[str]]:
             names = splits.train.column_names
             pairs = d.completion_column not in names and d.chosen_column in names and d.rejected_column in names
             explicit = d.prompt_column is not None and d.prompt_column != KTOData.model_fields["prompt_column"].default
             prompt = d.prompt_column if explicit or (d.prompt_column and d.prompt_column in names) else None
-            chosen.update({"prompt_column": prompt, "chosen_column": d.chosen_column, "rejected_column": d.rejected_column}
+            columns.update({"prompt_column": prompt, "chosen_column": d.chosen_column, "rejected_column": d.rejected_column}
                           if pairs else {"prompt_column": prompt, "completion_column": d.completion_column,
                                          "label_column": d.label_column})
-            return {k: v for k, v in chosen.items() if v}
+            return {k: v for k, v in columns.items() if v}
 
         def standardise(name: str, ds: Any) -> Any:
             standard = {"prompt_column": "prompt", "chosen_column": "chosen", "rejected_column": "rejected",
                         "completion_column": "completion", "label_column": "label"}
-            keep = {column: standard[key] for key, column in chosen.items() if column}
+            keep = {column: standard[key] for key, column in columns.items() if column}
             ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
             renames = {c: s for c, s in keep.items() if c != s}
             return ds.rename_columns(renames) if renames else ds
 
         def check(name: str, ds: Any) -> None:
-            (check_pairs if "chosen_column" in chosen else check_labelled)(name, ds)
+            (check_pairs if "chosen_column" in columns else check_labelled)(name, ds)
 
         return load_checked(job, pick, after=standardise, check=check)
 
