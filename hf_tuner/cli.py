@@ -14,8 +14,8 @@ from .errors import HfTunerError
 
 app = typer.Typer(
     name="hf-tuner",
-    help="Fine-tune Hugging Face models from recipes (full or LoRA; classifiers, language models, seq2seq, vision, "
-         "reward models, DPO, GRPO/RLOO), then evaluate, compare runs and push.",
+    help="Fine-tune Hugging Face models from recipes (full or LoRA; classifiers, language and chat models, seq2seq, "
+         "vision, reward models, DPO, ORPO, KTO, GRPO/RLOO), then evaluate, compare runs and push.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
