@@ -215,8 +215,9 @@ def validate(
 
     cfg = load_config(recipe, overrides or [])
     launch = _launch_setup(cfg, profile, num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
-    if launch.problem():  # the recipe may be fine, but `train` would refuse this launch here
-        raise ConfigError(launch.problem())
+    problem = launch.problem()
+    if problem:  # the recipe may be fine, but `train` would refuse this launch here
+        raise ConfigError(problem)
     prepared = prepare(cfg)
     facts = describe(prepared)
     facts.update(launch.facts(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps))

@@ -182,9 +182,8 @@ class Documents(DataPart):
         return document_tokenizer(processing, max_length, d.text_column, d.prompt_column, d.completion_column)
 
     def check_processing(self, job: Job, splits: Splits, processing: Any) -> None:
-        if self.conversational(job, splits.train):
-            require_template(processing)
-            self.tokenizer_for(job, processing, splits.train, job.cfg.data.max_length)(splits.train[:1])  # the template renders
+        if self.conversational(job, splits.train):  # a template there, and it renders the first row
+            self.tokenizer_for(job, processing, splits.train, job.cfg.data.max_length)(splits.train[:1])
 
     def show_examples(self, job: Job, rows: Any, processing: Any) -> list[dict[str, Any]]:
         from .parts.chat import trained_text
