@@ -481,6 +481,7 @@ class Job:
     predictions: dict[str, Any] = field(default_factory=dict)  # split -> the last evaluation's predictions (QA)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # phase -> generated samples
     rewards: Optional[list[Any]] = None  # a policy's reward functions, built once (GRPO, RLOO)
+    identical_pairs: dict[str, list[bool]] = field(default_factory=dict)  # split -> its pairs truncation makes identical
 
     @property
     def family(self) -> Family:

@@ -21,7 +21,7 @@ from .parts.chat import is_conversation
 from .parts.families import CausalLMFamily
 from .parts.language import complete_prompts
 from .parts.preference import (PreferenceData, check_pairs, check_truncated_pairs, drop_truncated_pairs, evaluated_as_train,
-                               pair_texts, reference_model, trl_pair_metrics)
+                               pair_texts, prompt_column_of, reference_model, standardise_columns, trl_pair_metrics)
 
 KTO_METRICS = {"kl": "kl"}  # besides the pair metric names (rewards/chosen, rewards/margins, ...)
 
@@ -47,25 +47,15 @@ class LabelledCompletions(DataPart):
         def pick(splits: Splits) -> dict[str, Optional[str]]:
             names = splits.train.column_names
             pairs = d.completion_column not in names and d.chosen_column in names and d.rejected_column in names
-            explicit = d.prompt_column is not None and d.prompt_column != KTOData.model_fields["prompt_column"].default
-            prompt = d.prompt_column if explicit or (d.prompt_column and d.prompt_column in names) else None
-            columns.update({"prompt_column": prompt, "chosen_column": d.chosen_column, "rejected_column": d.rejected_column}
-                          if pairs else {"prompt_column": prompt, "completion_column": d.completion_column,
-                                         "label_column": d.label_column})
+            columns.update({"prompt_column": prompt_column_of(d, names)})
+            columns.update({"chosen_column": d.chosen_column, "rejected_column": d.rejected_column} if pairs
+                           else {"completion_column": d.completion_column, "label_column": d.label_column})
             return {k: v for k, v in columns.items() if v}
-
-        def standardise(name: str, ds: Any) -> Any:
-            standard = {"prompt_column": "prompt", "chosen_column": "chosen", "rejected_column": "rejected",
-                        "completion_column": "completion", "label_column": "label"}
-            keep = {column: standard[key] for key, column in columns.items() if column}
-            ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
-            renames = {c: s for c, s in keep.items() if c != s}
-            return ds.rename_columns(renames) if renames else ds
 
         def check(name: str, ds: Any) -> None:
             (check_pairs if "chosen_column" in columns else check_labelled)(name, ds)
 
-        return load_checked(job, pick, after=standardise, check=check)
+        return load_checked(job, pick, after=standardise_columns(columns), check=check)
 
     def training_texts(self, job: Job, splits: Splits):
         for col in ("prompt", "completion", "chosen", "rejected"):

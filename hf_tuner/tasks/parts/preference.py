@@ -73,28 +73,38 @@ class PreferencePairs(DataPart):
                         job.cfg.data.max_length) for name, texts in (("chosen", chosen), ("rejected", rejected))]
 
 
-def load_pairs(job: Job) -> Splits:
-    """The pairs of every split with columns prompt (when there is one), chosen and rejected."""
-    data = job.cfg.data
-    # a name other than the default must exist; the default ("prompt") is optional. (Not "was it set":
-    # a run's saved config.yaml sets every key, so `eval` of a run trained without prompts would fail.)
-    explicit = data.prompt_column is not None and data.prompt_column != PreferenceData.model_fields["prompt_column"].default
-    columns: dict[str, Optional[str]] = {}
+def prompt_column_of(data: PreferenceData, column_names: list[str]) -> Optional[str]:
+    """The prompt column pairs (or KTO rows) are read with, None when the prompt is implicit. A name
+    other than the default must exist; the default ("prompt") is optional. (Not "was it set": a run's
+    saved config.yaml sets every key, so `eval` of a run trained without prompts would fail.)"""
+    prompt = data.prompt_column
+    explicit = prompt is not None and prompt != PreferenceData.model_fields["prompt_column"].default
+    return prompt if explicit or (prompt and prompt in column_names) else None
 
-    def pair_columns(splits: Splits) -> dict[str, Optional[str]]:
-        prompt = data.prompt_column
-        if prompt and not explicit and prompt not in splits.train.column_names:
-            prompt = None  # the default name and no such column: the prompt is implicit
-        columns.update(prompt_column=prompt, chosen_column=data.chosen_column, rejected_column=data.rejected_column)
-        return columns
 
+def standardise_columns(columns: dict[str, Optional[str]]) -> Any:
+    """A `load_checked` `after` step: keep the columns `columns` maps `data.KEY` to (KEY_column -> its
+    data column, None left out), named by KEY (TRL's names: prompt, chosen, completion, label, ...)."""
     def standardise(name: str, ds: Any) -> Any:
-        keep = {c: s for c, s in zip(columns.values(), STANDARD) if c}
+        keep = {column: key.removesuffix("_column") for key, column in columns.items() if column}
         ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
         renames = {c: s for c, s in keep.items() if c != s}
         return ds.rename_columns(renames) if renames else ds
 
-    return load_checked(job, pair_columns, after=standardise, check=check_pairs)
+    return standardise
+
+
+def load_pairs(job: Job) -> Splits:
+    """The pairs of every split with columns prompt (when there is one), chosen and rejected."""
+    data = job.cfg.data
+    columns: dict[str, Optional[str]] = {}
+
+    def pair_columns(splits: Splits) -> dict[str, Optional[str]]:
+        columns.update(prompt_column=prompt_column_of(data, splits.train.column_names),
+                       chosen_column=data.chosen_column, rejected_column=data.rejected_column)
+        return columns
+
+    return load_checked(job, pair_columns, after=standardise_columns(columns), check=check_pairs)
 
 
 def check_pairs(split: str, ds: Any) -> None:
@@ -133,8 +143,12 @@ def identical_after_truncation(tokenizer: Any, batch: dict[str, list], max_lengt
     return [c == r for c, r in zip(*ids)]
 
 
-def truncated_pairs(job: Job, ds: Any, processing: Any) -> list[bool]:
-    return identical_after_truncation(processing, ds[:], job.cfg.data.max_length) if len(ds) else []
+def truncated_pairs(job: Job, split: str, ds: Any, processing: Any) -> list[bool]:
+    """`identical_after_truncation` of a split's pairs, computed once per split of the job: `train`
+    checks them (`check_truncated_pairs`, in `prepare`) and then drops them (`drop_truncated_pairs`)."""
+    if split not in job.identical_pairs:
+        job.identical_pairs[split] = identical_after_truncation(processing, ds[:], job.cfg.data.max_length) if len(ds) else []
+    return job.identical_pairs[split]
 
 
 def check_truncated_pairs(job: Job, splits: Splits, processing: Any) -> None:
@@ -142,7 +156,7 @@ def check_truncated_pairs(job: Job, splits: Splits, processing: Any) -> None:
     identical (training drops them: `drop_truncated_pairs`), an error when no training pair is left."""
     limit = job.cfg.data.max_length
     for name, ds in splits.items():
-        flags = truncated_pairs(job, ds, processing)
+        flags = truncated_pairs(job, name, ds, processing)
         if name == "train" and flags and all(flags):
             raise DataError(f"every train pair is identical within data.max_length={limit} tokens (chosen and rejected "
                             "differ only past it), so none teaches anything: raise data.max_length")
@@ -153,7 +167,7 @@ def check_truncated_pairs(job: Job, splits: Splits, processing: Any) -> None:
 
 def drop_truncated_pairs(job: Job, splits: Splits, processing: Any) -> Splits:
     def drop(name: str, ds: Any) -> Any:
-        flags = truncated_pairs(job, ds, processing)
+        flags = truncated_pairs(job, name, ds, processing)
         return ds.select([i for i, same in enumerate(flags) if not same]) if any(flags) else ds
 
     return splits.map(drop)
